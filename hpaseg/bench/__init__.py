@@ -1,0 +1,29 @@
+"""Benchmarks: ``python -m hpaseg.bench <name>``. Each benchmark is a module of this
+package with ``main(argv) -> int`` whose last printed line holds its figures."""
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Sequence
+
+__all__ = ["BENCHMARKS", "main"]
+
+BENCHMARKS: dict[str, str] = {
+    "encode": "Kaggle mask encoding: one-pass encoder vs the organizers' per-mask reference",
+    "segment": "default (watershed) segmenter on 2048x2048 RGBY input, one worker",
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``python -m hpaseg.bench <name> [options]``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: python -m hpaseg.bench <name> [options]\n\nbenchmarks:")
+        for name, desc in BENCHMARKS.items():
+            print(f"  {name:<8}  {desc}")
+        return 0
+    if argv[0] not in BENCHMARKS:
+        print(f"hpaseg bench: error: unknown benchmark {argv[0]!r}; expected one of {', '.join(BENCHMARKS)}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(f"hpaseg.bench.{argv[0]}")
+    return int(module.main(argv[1:]) or 0)

@@ -1,0 +1,61 @@
+"""The 19 HPA single-cell classes and the four RGBY channels.
+
+Class ids are those of the Kaggle "HPA Single-Cell Image Classification" (2021)
+competition; in COCO files the category id is ``class_id + 1``.
+"""
+from __future__ import annotations
+
+from enum import IntEnum
+
+__all__ = ["CLASS_NAMES", "NUM_CLASSES", "NEGATIVE", "Channel", "CHANNEL_NAMES", "class_name"]
+
+CLASS_NAMES: tuple[str, ...] = (
+    "Nucleoplasm",
+    "Nuclear membrane",
+    "Nucleoli",
+    "Nucleoli fibrillar center",
+    "Nuclear speckles",
+    "Nuclear bodies",
+    "Endoplasmic reticulum",
+    "Golgi apparatus",
+    "Intermediate filaments",
+    "Actin filaments",
+    "Microtubules",
+    "Mitotic spindle",
+    "Centrosome",
+    "Plasma membrane",
+    "Mitochondria",
+    "Aggresome",
+    "Cytosol",
+    "Vesicles and punctate cytosolic patterns",
+    "Negative",
+)
+NUM_CLASSES: int = len(CLASS_NAMES)
+#: Class id of "Negative": a cell in which the protein is not detected.
+NEGATIVE: int = 18
+
+
+class Channel(IntEnum):
+    """Position of each stain in an ``(H, W, 4)`` RGBY image."""
+
+    RED = 0  # microtubules
+    GREEN = 1  # protein of interest
+    BLUE = 2  # nucleus
+    YELLOW = 3  # endoplasmic reticulum
+
+
+#: File-name suffixes of the channels, in RGBY order (``{ID}_{name}.png``).
+CHANNEL_NAMES: tuple[str, ...] = tuple(c.name.lower() for c in Channel)
+
+
+def class_name(class_id: int) -> str:
+    """Return the name of class ``class_id``.
+
+    >>> class_name(0)
+    'Nucleoplasm'
+    >>> class_name(18)
+    'Negative'
+    """
+    if not 0 <= class_id < NUM_CLASSES:
+        raise ValueError(f"class id {class_id} is outside 0-{NUM_CLASSES - 1}")
+    return CLASS_NAMES[class_id]

@@ -1,0 +1,45 @@
+"""The ``hpaseg <stage> [args]`` entry point: dispatches to ``hpaseg.<stage>.main``."""
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Sequence
+
+__all__ = ["STAGES", "main"]
+
+#: stage name -> (module, one-line description). Modules are imported only when used.
+STAGES: dict[str, tuple[str, str]] = {
+    "synth": ("hpaseg.synth", "generate a synthetic HPA-like dataset in the Kaggle layout"),
+    "segment": ("hpaseg.segment", "segment cells and nuclei -> {ID}_cellmask.png / {ID}_nucleimask.png"),
+    "propagate": ("hpaseg.propagate", "give every cell its image's labels -> COCO train.json/val.json, cells.csv"),
+    "submit": ("hpaseg.submit", "cell masks + per-cell label table -> Kaggle submission CSV"),
+    "validate": ("hpaseg.validate", "check a Kaggle submission CSV strictly"),
+    "evaluate": ("hpaseg.evaluate", "score a submission with the competition metric (mAP @ mask IoU 0.6)"),
+    "demo": ("hpaseg.demo", "run the whole pipeline on a small synthetic dataset"),
+    "bench": ("hpaseg.bench", "benchmarks (encode, segment)"),
+}
+
+
+def _usage() -> str:
+    width = max(len(s) for s in STAGES)
+    lines = ["usage: hpaseg <stage> [options]   (hpaseg <stage> --help for a stage's options)", "", "stages:"]
+    lines += [f"  {name:<{width}}  {desc}" for name, (_, desc) in STAGES.items()]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``hpaseg <stage> ...``; returns the stage's exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    stage, rest = argv[0], argv[1:]
+    if stage not in STAGES:
+        print(f"hpaseg: error: unknown stage {stage!r}; expected one of {', '.join(STAGES)}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(STAGES[stage][0])
+    return int(module.main(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
