@@ -36,6 +36,8 @@ __all__ = [
     "decode_mask",
     "format_prediction_string",
     "parse_prediction_string",
+    "write_submission",
+    "read_submission",
 ]
 
 SUBMISSION_HEADER: tuple[str, ...] = ("ID", "ImageWidth", "ImageHeight", "PredictionString")
@@ -224,4 +226,47 @@ def parse_prediction_string(text: str, *, where: str = "PredictionString") -> li
         if not np.isfinite(confidence):
             raise InputError(f"{where}, triple {k}: confidence {conf_text!r} is not finite")
         out.append(Prediction(int(label_text), confidence, mask))
+    return out
+
+
+def write_submission(path, rows: Iterable[SubmissionRow]) -> None:
+    """Write a submission CSV (atomically), one line per image, in the order given."""
+    from .io import write_csv_rows
+
+    write_csv_rows(
+        path,
+        SUBMISSION_HEADER,
+        ([r.image_id, int(r.width), int(r.height), format_prediction_string(r.predictions)] for r in rows),
+    )
+
+
+def read_submission(path) -> list[SubmissionRow]:
+    """Read a submission CSV, parsing every PredictionString.
+
+    Raises
+    ------
+    InputError
+        Missing columns, a non-integer size, a malformed triple or a duplicate ID;
+        the message names the file and line.
+    """
+    from .io import read_csv_rows
+
+    out: list[SubmissionRow] = []
+    seen: set[str] = set()
+    for row in read_csv_rows(path, SUBMISSION_HEADER):
+        where = f"{path}, line {row['_row']}"
+        image_id = row["ID"].strip()
+        if not image_id:
+            raise InputError(f"{where}: empty ID")
+        if image_id in seen:
+            raise InputError(f"{where}: duplicate ID {image_id!r}; each image must appear once")
+        seen.add(image_id)
+        try:
+            width, height = int(row["ImageWidth"]), int(row["ImageHeight"])
+        except ValueError:
+            raise InputError(f"{where}: ImageWidth/ImageHeight {row['ImageWidth']!r}/{row['ImageHeight']!r}; expected positive integers") from None
+        if width <= 0 or height <= 0:
+            raise InputError(f"{where}: ImageWidth/ImageHeight {width}/{height}; expected positive integers")
+        preds = parse_prediction_string(row["PredictionString"] or "", where=f"{where}, PredictionString")
+        out.append(SubmissionRow(image_id, width, height, preds))
     return out
