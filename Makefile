@@ -18,7 +18,7 @@ demo: install
 	$(PY) -m hpaseg.demo --out $(DEMO_OUT)
 
 test: install
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q
 
 clean:
 	rm -rf $(DEMO_OUT) build *.egg-info

@@ -55,6 +55,7 @@ __all__ = [
     "read_channel",
     "to_uint8",
     "read_rgby",
+    "read_image_size",
     "iter_rgby",
     "list_image_ids",
     "write_rgby",
@@ -235,6 +236,32 @@ def read_rgby(data_dir: str | os.PathLike, image_id: str) -> np.ndarray:
             )
         planes.append(plane)
     return np.stack(planes, axis=-1)
+
+
+def read_image_size(data_dir: str | os.PathLike, image_id: str) -> tuple[int, int]:
+    """``(height, width)`` of an image, from its green channel's header (no pixel decoding
+    for PNG/JPEG/TIFF; ``.tif.gz`` is decompressed)."""
+    path = find_channel_file(data_dir, image_id, "green")
+    name = path.name.lower()
+    try:
+        if name.endswith((".tif", ".tiff")):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                shape = tif.pages[0].shape
+            return int(shape[0]), int(shape[1])
+        if name.endswith(".tif.gz"):
+            plane = _decode_image(path)
+            return int(plane.shape[0]), int(plane.shape[1])
+        from PIL import Image
+
+        with Image.open(path) as img:
+            width, height = img.size
+        return int(height), int(width)
+    except InputError:
+        raise
+    except (OSError, ValueError, EOFError, SyntaxError) as exc:
+        raise InputError(f"{path}: cannot read image header ({type(exc).__name__}: {exc}); the file is corrupt or not an image") from exc
 
 
 def iter_rgby(
