@@ -59,6 +59,7 @@ __all__ = [
     "iter_rgby",
     "list_image_ids",
     "write_rgby",
+    "write_rgb_png",
     "parse_labels",
     "format_labels",
     "read_labels_csv",
@@ -308,6 +309,13 @@ def write_rgby(data_dir: str | os.PathLike, image_id: str, image: np.ndarray) ->
         raise ValueError(f"expected an (H, W, 4) RGBY image, got shape {image.shape}")
     for k, channel in enumerate(CHANNEL_NAMES):
         _write_png(Path(data_dir) / f"{image_id}_{channel}.png", np.ascontiguousarray(image[..., k]))
+
+
+def write_rgb_png(path: str | os.PathLike, rgb: np.ndarray) -> None:
+    """Write an ``(H, W, 3)`` uint8 picture (a composite, an overlay) as PNG (atomically)."""
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"{path}: expected an (H, W, 3) uint8 picture, got shape {rgb.shape} dtype {rgb.dtype}")
+    _write_png(Path(path), np.ascontiguousarray(rgb))
 
 
 def _write_png(path: Path, array: np.ndarray) -> None:
