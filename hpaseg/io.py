@@ -65,6 +65,7 @@ __all__ = [
     "read_labels_csv",
     "write_labels_csv",
     "read_csv_rows",
+    "long_csv_fields",
     "write_csv_rows",
     "read_mask",
     "write_mask_png",
@@ -83,6 +84,15 @@ _UINT16_TO_UINT8 = 257.0  # 65535 / 255
 
 
 # --------------------------------------------------------------------------- atomic writes
+_DEFAULT_FILE_MODE = 0o666
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) -> Iterator[IO]:
     """Open a temporary file next to ``path`` and rename it to ``path`` on success.
@@ -103,6 +113,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) -
             fh = os.fdopen(fd, mode, **open_kwargs)
         with fh:
             yield fh
+        os.chmod(tmp, _DEFAULT_FILE_MODE & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -365,6 +376,22 @@ def format_labels(labels: Iterable[int]) -> str:
     return "|".join(str(v) for v in sorted(set(int(x) for x in labels)))
 
 
+#: Longest CSV field read: a PredictionString of ~100 cells x 19 labels is ~1 MB, far
+#: beyond the ``csv`` module's default limit of 131072 characters.
+_MAX_CSV_FIELD_CHARS = 2**31 - 1
+
+
+@contextlib.contextmanager
+def long_csv_fields() -> Iterator[None]:
+    """Lift the ``csv`` module's (process-wide) field size limit while reading."""
+    previous = csv.field_size_limit()
+    csv.field_size_limit(max(previous, _MAX_CSV_FIELD_CHARS))
+    try:
+        yield
+    finally:
+        csv.field_size_limit(previous)
+
+
 def read_csv_rows(path: str | os.PathLike, required: Sequence[str]) -> list[dict[str, str]]:
     """Read a CSV with a header, checking that ``required`` columns are present.
 
@@ -375,7 +402,7 @@ def read_csv_rows(path: str | os.PathLike, required: Sequence[str]) -> list[dict
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
+        with long_csv_fields(), open(path, newline="", encoding="utf-8") as fh:
             reader = csv.DictReader(fh)
             header = reader.fieldnames
             if not header:

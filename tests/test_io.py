@@ -92,6 +92,12 @@ def test_iter_rgby_in_order_and_lazy(tmp_path):
 def test_read_image_size_from_header(tmp_path):
     _write_channels(tmp_path, "img", _planes(h=33, w=71))
     assert io.read_image_size(tmp_path, "img") == (33, 71)
+    _write_channels(tmp_path, "gz", _planes(h=5, w=2, dtype=np.uint16), ".tif.gz")
+    assert io.read_image_size(tmp_path, "gz") == (5, 2)
+    _write_channels(tmp_path, "tif", _planes(h=6, w=9), ".tif")
+    assert io.read_image_size(tmp_path, "tif") == (6, 9)
+    with pytest.raises(InputError, match="missing green channel"):
+        io.read_image_size(tmp_path, "nope")
 
 
 # --------------------------------------------------------------------------- bad input
@@ -180,3 +186,18 @@ def test_atomic_write_keeps_old_file_on_error(tmp_path):
             fh.write("new")
             raise RuntimeError("boom")
     assert target.read_text() == "old"
+
+
+def test_atomic_write_gives_normal_file_mode(tmp_path):
+    import os
+
+    io.write_csv_rows(tmp_path / "a.csv", ["x"], [[1]])
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "a.csv").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_csv_reader_takes_very_long_fields(tmp_path):
+    path = tmp_path / "long.csv"
+    path.write_text("ID,Label\n" + "a" * 300_000 + ",1\n")
+    assert list(io.read_labels_csv(path)) == ["a" * 300_000]
