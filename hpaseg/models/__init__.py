@@ -1,0 +1,1 @@
+"""Model builders: four-channel Mask R-CNN backbones (torchvision) and stem adaptation."""
