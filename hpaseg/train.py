@@ -220,7 +220,7 @@ def train_torchvision(cfg: TrainConfig, *, resume: bool = False, progress: bool 
         window_images += len(images) * info.world_size
         done = iteration + 1
         if done % cfg.log_period == 0 or done == cfg.max_iter:
-            reduced = {k: float(dist.all_reduce_mean(v)) for k, v in losses.items()}
+            reduced = {k: float(dist.all_reduce_mean(v.detach())) for k, v in losses.items()}
             elapsed = time.perf_counter() - window_start
             values = {"loss": sum(reduced.values()), **reduced, "lr": optimizer.param_groups[0]["lr"], "grad_norm": float(grad_norm), "images_per_s": window_images / max(elapsed, 1e-9), "epoch": epoch}
             metrics.log(done, values)
