@@ -1,0 +1,197 @@
+"""``python -m hpaseg.bench train``: Mask R-CNN training and inference throughput.
+
+Every backbone of each engine is timed on the same synthetic RGBY batch (same image
+size, batch size and cells), randomly initialised: training images/s over ``--iters``
+SGD steps after one warm-up step, and inference images/s over ``--iters`` forward
+passes in eval mode. The last line gives the torchvision/detectron2 ratio of training
+throughput for ResNet101-FPN and ResNeXt101-FPN (detectron2 rows are skipped, and the
+ratio is ``nan``, when detectron2 is not installed).
+
+Example (GPU, as recorded in benchmarks/RESULTS.md)::
+
+    python -m hpaseg.bench train --device cuda --amp --image-size 1024 --batch-size 4 --iters 10
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..errors import ArgumentParser, InputError, cli_entry
+
+__all__ = ["build_parser", "main"]
+
+TORCHVISION_BACKBONES = ("densenet121", "densenet121_c5", "resnet101_fpn", "resnext101_fpn")
+DETECTRON2_CONFIGS = {"resnet101_fpn": "mask_rcnn_R_101_FPN_hpa.yaml", "resnext101_fpn": "mask_rcnn_X_101_32x8d_FPN_hpa.yaml"}
+
+
+def _batch(size: int, n: int, seed: int) -> list[tuple[np.ndarray, np.ndarray, dict[int, tuple[int, ...]]]]:
+    from ..synth import image_rng, synth_image
+
+    out = []
+    for i in range(n):
+        s = synth_image(image_rng(seed, "test", i), size)
+        out.append((s.image, s.cell_mask, s.cell_labels))
+    return out
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _time_steps(step, iters: int, device: torch.device) -> float:
+    step()  # warm-up (cuDNN autotuning, allocator)
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(iters):
+        step()
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def bench_torchvision(backbone: str, batch, *, device: torch.device, amp: bool, iters: int, image_size: int) -> tuple[float, float]:
+    """(training images/s, inference images/s) of a torchvision Mask R-CNN."""
+    from ..dataset import _target_from_cells
+    from ..models.maskrcnn import build_maskrcnn
+
+    model = build_maskrcnn(backbone, image_size=image_size).to(device)
+    images = [torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float().div(255).to(device) for img, _, _ in batch]
+    targets = [{k: v.to(device) for k, v in _target_from_cells(cells, labels).items()} for _, cells, labels in batch]
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.0, momentum=0.9)  # lr 0: the same computation every timed step
+    scaler = torch.amp.GradScaler(device.type, enabled=amp)
+
+    def train_step() -> None:
+        model.train()
+        with torch.autocast(device.type, enabled=amp):
+            loss = sum(model(images, targets).values())
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+    @torch.no_grad()
+    def infer_step() -> None:
+        model.eval()
+        with torch.autocast(device.type, enabled=amp):
+            model(images)
+
+    n = len(images)
+    return n * iters / _time_steps(train_step, iters, device), n * iters / _time_steps(infer_step, iters, device)
+
+
+def bench_detectron2(backbone: str, batch, *, device: torch.device, amp: bool, iters: int, image_size: int) -> tuple[float, float]:
+    """(training images/s, inference images/s) of a detectron2 Mask R-CNN."""
+    from detectron2.modeling import build_model
+    from detectron2.structures import BitMasks, Instances
+
+    from ..models.detectron2_engine import CONFIG_DIR, load_config
+
+    cfg = load_config(CONFIG_DIR / DETECTRON2_CONFIGS[backbone], ["MODEL.WEIGHTS", "", "MODEL.DEVICE", device.type, "HPA.IMAGE_SIZE", str(image_size)])
+    model = build_model(cfg).to(device)
+    inputs = []
+    for img, cells, labels in batch:
+        masks, classes = [], []
+        for cell, ks in labels.items():
+            m = cells == cell
+            if m.any():
+                masks += [m] * len(ks)
+                classes += list(ks)
+        inst = Instances(cells.shape)
+        bit = BitMasks(torch.from_numpy(np.stack(masks)))
+        inst.gt_masks, inst.gt_boxes, inst.gt_classes = bit, bit.get_bounding_boxes(), torch.tensor(classes)
+        inputs.append({"image": torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float(), "instances": inst, "height": cells.shape[0], "width": cells.shape[1]})
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.0, momentum=0.9)  # lr 0: the same computation every timed step
+    scaler = torch.amp.GradScaler(device.type, enabled=amp)
+
+    from detectron2.utils.events import EventStorage
+
+    def train_step() -> None:
+        model.train()
+        with EventStorage(0), torch.autocast(device.type, enabled=amp):  # detectron2 logs into an event storage
+            loss = sum(model(inputs).values())
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+    @torch.no_grad()
+    def infer_step() -> None:
+        model.eval()
+        with torch.autocast(device.type, enabled=amp):
+            model([{k: v for k, v in d.items() if k != "instances"} for d in inputs])
+
+    n = len(inputs)
+    return n * iters / _time_steps(train_step, iters, device), n * iters / _time_steps(infer_step, iters, device)
+
+
+def build_parser() -> ArgumentParser:
+    """Options of ``python -m hpaseg.bench train``."""
+    parser = ArgumentParser(prog="hpaseg bench train", description="Mask R-CNN training/inference throughput per backbone and engine.")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cuda or cpu")
+    parser.add_argument("--amp", action="store_true", help="mixed precision (CUDA)")
+    parser.add_argument("--image-size", type=int, default=256, help="image size in px (default 256)")
+    parser.add_argument("--batch-size", type=int, default=2, help="images per step (default 2)")
+    parser.add_argument("--iters", type=int, default=2, help="timed steps after one warm-up (default 2)")
+    parser.add_argument("--backbones", nargs="+", default=list(TORCHVISION_BACKBONES), help="torchvision backbones to time")
+    parser.add_argument("--engines", nargs="+", default=["torchvision", "detectron2"], help="engines to time")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--out-json", help="also write the figures here")
+    return parser
+
+
+@cli_entry("bench")
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; prints a table and, last, the torchvision/detectron2 ratios."""
+    args = build_parser().parse_args(argv)
+    for b in args.backbones:
+        if b not in TORCHVISION_BACKBONES:
+            raise InputError(f"--backbones {b!r}: expected some of {', '.join(TORCHVISION_BACKBONES)}")
+    for e in args.engines:
+        if e not in ("torchvision", "detectron2"):
+            raise InputError(f"--engines {e!r}: expected torchvision and/or detectron2")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    amp = args.amp and device.type == "cuda"
+    torch.manual_seed(0)
+    batch = _batch(args.image_size, args.batch_size, seed=0)
+    rows = []
+    runs = [("torchvision", b) for b in args.backbones if "torchvision" in args.engines]
+    if "detectron2" in args.engines:
+        if importlib.util.find_spec("detectron2") is None:
+            print("detectron2 not installed: its rows are skipped", file=sys.stderr)
+        else:
+            runs += [("detectron2", b) for b in DETECTRON2_CONFIGS]
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    print(f"device: {name}; image {args.image_size} px, batch {args.batch_size}, {args.iters} timed steps, amp={amp}")
+    print(f"{'engine':<12} {'backbone':<16} {'train img/s':>12} {'infer img/s':>12}")
+    for engine, backbone in runs:
+        fn = bench_torchvision if engine == "torchvision" else bench_detectron2
+        train_ips, infer_ips = fn(backbone, batch, device=device, amp=amp, iters=args.iters, image_size=args.image_size)
+        rows.append({"engine": engine, "backbone": backbone, "train_images_per_s": train_ips, "infer_images_per_s": infer_ips})
+        print(f"{engine:<12} {backbone:<16} {train_ips:>12.3f} {infer_ips:>12.3f}", flush=True)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    by = {(r["engine"], r["backbone"]): r for r in rows}
+
+    def ratio(backbone: str) -> float:
+        tv, d2 = by.get(("torchvision", backbone)), by.get(("detectron2", backbone))
+        return tv["train_images_per_s"] / d2["train_images_per_s"] if tv and d2 else float("nan")
+
+    if args.out_json:
+        from ..io import write_json
+
+        write_json(args.out_json, {"device": name, "image_size": args.image_size, "batch_size": args.batch_size, "iters": args.iters, "amp": amp, "rows": rows}, indent=2)
+    print(f"r101_fpn_tv_over_d2={ratio('resnet101_fpn'):.2f} x101_fpn_tv_over_d2={ratio('resnext101_fpn'):.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
