@@ -29,7 +29,7 @@ __all__ = ["DistInfo", "read_env", "init", "cleanup", "is_main", "barrier", "all
 log = logging.getLogger(__name__)
 
 #: MASTER_PORT used under SLURM when none is exported: base + job id modulo span.
-_SLURM_PORT_BASE = 20000
+_SLURM_PORT_BASE = 10000  # below Linux's ephemeral range (32768+), as slurm/run-model.sbatch
 _SLURM_PORT_SPAN = 20000
 
 
@@ -65,7 +65,7 @@ def read_env(env: Mapping[str, str] | None = None) -> DistInfo:
     >>> read_env({"RANK": "3", "WORLD_SIZE": "8", "LOCAL_RANK": "1", "MASTER_ADDR": "n1", "MASTER_PORT": "1234"})
     DistInfo(rank=3, world_size=8, local_rank=1, master_addr='n1', master_port=1234, launcher='torchrun')
     >>> read_env({"SLURM_PROCID": "1", "SLURM_NTASKS": "2", "SLURM_LOCALID": "1", "SLURM_JOB_ID": "77", "MASTER_ADDR": "n1"})
-    DistInfo(rank=1, world_size=2, local_rank=1, master_addr='n1', master_port=20077, launcher='slurm')
+    DistInfo(rank=1, world_size=2, local_rank=1, master_addr='n1', master_port=10077, launcher='slurm')
     >>> read_env({})
     DistInfo(rank=0, world_size=1, local_rank=0, master_addr='127.0.0.1', master_port=29500, launcher='none')
     """

@@ -239,6 +239,7 @@ def train_torchvision(cfg: TrainConfig, *, resume: bool = False, progress: bool 
             val_map = evaluate_map(model.module if hasattr(model, "module") else model, val_set, device, max_images=cfg.max_eval_images)
             metrics.log(cfg.max_iter, {"val_mAP": val_map})
             print(f"validation mAP (weak labels, {min(len(val_set), cfg.max_eval_images)} images): {val_map:.4f}")
+        print(f"wrote {final}")
     metrics.close()
     dist.barrier()
     dist.cleanup()
@@ -321,9 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         warmup_iters=min(TrainConfig.warmup_iters, max(1, args.max_iter // 5)),
     )
     cfg = apply_opts(cfg, args.opts)
-    final = train_torchvision(cfg, resume=args.resume, progress=not args.quiet)
-    if dist.is_main():
-        print(f"wrote {final}")
+    train_torchvision(cfg, resume=args.resume, progress=not args.quiet)
     return 0
 
 
