@@ -20,6 +20,7 @@ from skimage.transform import resize
 
 from . import io
 from .errors import InputError
+from .segment import resize_labels
 
 __all__ = ["ImageRecord", "load_coco_split", "working_shape", "resize_image", "resize_labels", "build_cache", "CellDataset", "collate"]
 
@@ -81,15 +82,6 @@ def resize_image(image: np.ndarray, size: int) -> np.ndarray:
         return image
     out = resize(image, shape + image.shape[2:], order=1, anti_aliasing=shape[0] < image.shape[0], preserve_range=True)
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
-
-
-def resize_labels(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour resize of a label image to ``shape`` (no new label values)."""
-    if labels.shape == shape:
-        return labels
-    rows = np.minimum((np.arange(shape[0]) + 0.5) * labels.shape[0] / shape[0], labels.shape[0] - 1).astype(np.intp)
-    cols = np.minimum((np.arange(shape[1]) + 0.5) * labels.shape[1] / shape[1], labels.shape[1] - 1).astype(np.intp)
-    return labels[np.ix_(rows, cols)]
 
 
 def _cache_paths(cache_dir: Path, image_id: str) -> tuple[Path, Path]:

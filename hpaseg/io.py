@@ -220,6 +220,18 @@ def read_channel(path: str | os.PathLike) -> np.ndarray:
     return to_uint8(_decode_image(path), source=str(path))
 
 
+def _check_same_size(shapes: list[tuple[Path, tuple[int, int]]]) -> tuple[int, int]:
+    """The common ``(H, W)`` of an image's channel files, or an InputError naming the odd one."""
+    first, shape = shapes[0]
+    for path, other in shapes[1:]:
+        if other != shape:
+            raise InputError(
+                f"{path}: channel is {other[0]}x{other[1]} px but {first.name} is "
+                f"{shape[0]}x{shape[1]}; all four channels of an image must have the same size"
+            )
+    return shape
+
+
 def read_rgby(data_dir: str | os.PathLike, image_id: str) -> np.ndarray:
     """Read the four channels of one image.
 
@@ -233,27 +245,13 @@ def read_rgby(data_dir: str | os.PathLike, image_id: str) -> np.ndarray:
     InputError
         Missing, corrupt or differently sized channel files.
     """
-    planes = []
-    shape = None
-    first = None
-    for channel in CHANNEL_NAMES:
-        path = find_channel_file(data_dir, image_id, channel)
-        plane = read_channel(path)
-        if shape is None:
-            shape, first = plane.shape, path
-        elif plane.shape != shape:
-            raise InputError(
-                f"{path}: channel is {plane.shape[0]}x{plane.shape[1]} px but {first.name} is "
-                f"{shape[0]}x{shape[1]}; all four channels of an image must have the same size"
-            )
-        planes.append(plane)
+    paths = [find_channel_file(data_dir, image_id, channel) for channel in CHANNEL_NAMES]
+    planes = [read_channel(path) for path in paths]
+    _check_same_size([(path, plane.shape) for path, plane in zip(paths, planes)])
     return np.stack(planes, axis=-1)
 
 
-def read_image_size(data_dir: str | os.PathLike, image_id: str) -> tuple[int, int]:
-    """``(height, width)`` of an image, from its green channel's header (no pixel decoding
-    for PNG/JPEG/TIFF; ``.tif.gz`` is decompressed)."""
-    path = find_channel_file(data_dir, image_id, "green")
+def _header_size(path: Path) -> tuple[int, int]:
     name = path.name.lower()
     try:
         if name.endswith((".tif", ".tiff")):
@@ -274,6 +272,17 @@ def read_image_size(data_dir: str | os.PathLike, image_id: str) -> tuple[int, in
         raise
     except (OSError, ValueError, EOFError, SyntaxError) as exc:
         raise InputError(f"{path}: cannot read image header ({type(exc).__name__}: {exc}); the file is corrupt or not an image") from exc
+
+
+def read_image_size(data_dir: str | os.PathLike, image_id: str, *, all_channels: bool = False) -> tuple[int, int]:
+    """``(height, width)`` of an image from file headers, without decoding pixels
+    (``.tif.gz`` files are decompressed).
+
+    Reads the green channel's header; with ``all_channels`` all four, checking they agree.
+    """
+    channels = CHANNEL_NAMES if all_channels else ("green",)
+    shapes = [(path, _header_size(path)) for path in (find_channel_file(data_dir, image_id, c) for c in channels)]
+    return _check_same_size(shapes)
 
 
 def iter_rgby(

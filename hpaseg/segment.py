@@ -49,6 +49,7 @@ from .classes import CHANNEL_NAMES, Channel
 from .errors import ArgumentParser, InputError, cli_entry
 
 __all__ = [
+    "resize_labels",
     "REFERENCE_SIZE_PX",
     "METHODS",
     "WatershedParams",
@@ -413,8 +414,12 @@ def _resize_image(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return transform.resize(image.astype(np.float32), shape, order=1, anti_aliasing=True, preserve_range=True).astype(np.float32)
 
 
-def _resize_labels(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour resize of a label image (pixel centres mapped back)."""
+def resize_labels(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize of a label image to ``shape`` (pixel centres mapped back; no new label values).
+
+    >>> resize_labels(np.array([[1, 2], [3, 4]]), (4, 4))[0].tolist()
+    [1, 1, 2, 2]
+    """
     if labels.shape == tuple(shape):
         return labels
     rows = np.minimum(((np.arange(shape[0]) + 0.5) * labels.shape[0] / shape[0]).astype(np.int64), labels.shape[0] - 1)
@@ -459,7 +464,7 @@ def segment_watershed(image: np.ndarray, *, params: WatershedParams = WatershedP
     nuclei = segment_nuclei(blue, scale=scale, params=params)
     cells = grow_cells(nuclei, cytoplasm, scale=scale, params=params)
     cells, nuclei = relabel_pair(cells, np.where(cells == nuclei, nuclei, 0), drop_cells_without_nucleus=True)
-    return _resize_labels(cells, full_shape), _resize_labels(nuclei, full_shape)
+    return resize_labels(cells, full_shape), resize_labels(nuclei, full_shape)
 
 
 # =========================================================================== segmenters
@@ -834,36 +839,12 @@ def _segment_and_write(segmenter: Segmenter | None, out_dir: Path, image_id: str
     return image_id, int(cells.max())
 
 
-def _image_shape(data_dir: Path, image_id: str) -> tuple[int, int]:
-    """``(H, W)`` of an image from its channel files' headers (all four must exist and agree)."""
-    from PIL import Image, UnidentifiedImageError
-
-    shapes = {}
-    for channel in CHANNEL_NAMES:
-        path = io.find_channel_file(data_dir, image_id, channel)
-        try:
-            if path.name.lower().endswith((".gz", ".tif", ".tiff")):
-                raise UnidentifiedImageError  # PIL cannot read all TIFFs: decode fully
-            with Image.open(path) as img:
-                shapes[path] = (img.height, img.width)
-        except (UnidentifiedImageError, OSError):
-            shapes[path] = io.read_channel(path).shape
-    first, *rest = shapes.items()
-    for path, shape in rest:
-        if shape != first[1]:
-            raise InputError(
-                f"{path}: channel is {shape[0]}x{shape[1]} px but {first[0].name} is {first[1][0]}x{first[1][1]}; "
-                "all four channels of an image must have the same size"
-            )
-    return first[1]
-
-
 def _iter_inputs(data_dir: Path, ids: Sequence[str], segmenter: Segmenter, read_threads: int) -> Iterator[tuple[str, np.ndarray]]:
     if getattr(segmenter, "needs_pixels", True):
         yield from io.iter_rgby(data_dir, ids, workers=read_threads)
     else:
         for image_id in ids:
-            yield image_id, _shape_only((*_image_shape(data_dir, image_id), len(Channel)))
+            yield image_id, _shape_only((*io.read_image_size(data_dir, image_id, all_channels=True), len(Channel)))
 
 
 def _shape_only(shape: tuple[int, ...]) -> np.ndarray:

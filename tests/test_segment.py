@@ -107,8 +107,8 @@ def test_cells_grown_from_real_hpa_nuclei_over_real_green(hpa_field):
     assert match_label_images(ref_nuclei, ref_cells, iou_threshold=0.9).n_matched == 21
     work = (512, 512)
     resize, scale = seg.working_scale(green.shape, 512)
-    cells = seg.grow_cells(seg._resize_labels(ref_nuclei, work), seg._resize_image(green, work), scale=scale)
-    cells = seg._resize_labels(cells, green.shape)
+    cells = seg.grow_cells(seg.resize_labels(ref_nuclei, work), seg._resize_image(green, work), scale=scale)
+    cells = seg.resize_labels(cells, green.shape)
     assert set(np.unique(cells)) == set(range(22))
     for k in range(1, 22):
         assert np.mean(cells[ref_nuclei == k] == k) > 0.98, k
@@ -147,7 +147,7 @@ def test_full_pipeline_on_pseudo_rgby_of_real_hpa_field(hpa_field):
     work = (512, 512)
     red, yellow, blue = (image[..., c].astype(np.float32) for c in (Channel.RED, Channel.YELLOW, Channel.BLUE))
     cyto = seg._resize_image(red + yellow + params.cytoplasm_blue_weight * blue, work)
-    expected = seg._resize_labels(seg.grow_cells(seg._resize_labels(ref_nuclei, work), cyto, scale=0.25), green.shape)
+    expected = seg.resize_labels(seg.grow_cells(seg.resize_labels(ref_nuclei, work), cyto, scale=0.25), green.shape)
     m_cells = match_label_images(expected, cells, iou_threshold=CELL_IOU)
     assert m_cells.precision >= 0.85 and m_cells.recall >= 0.85, m_cells
 
