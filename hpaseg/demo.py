@@ -20,6 +20,7 @@ reuse what is finished (data, masks, the trained model).
 """
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import time
@@ -195,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rc = predict.main(["--backbone", args.backbone, "--weights", str(run / "model_final.pth"), "--data", str(data / "test"), "--out", str(out / "maskrcnn_submission.csv"), "--device", "cpu", "--save-masks", str(out / "maskrcnn_masks")])
         if rc:
             return rc
-        losses = [r["loss"] for r in map(__import__("json").loads, (run / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
+        losses = [r["loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
         print(f"   training loss {losses[0]:.3f} (first log) -> {losses[-1]:.3f} (last)")
         scores[f"Mask R-CNN {args.backbone}, {args.train_iters} CPU iterations"] = _score(data / "truth.csv", out / "maskrcnn_submission.csv")
         print(f"   {time.perf_counter() - t:.1f} s")
@@ -222,6 +223,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, value in scores.items():
         print(f"mAP {value:.4f}  {name}")
     print(f"outputs in {out}/ ; total {time.perf_counter() - start:.0f} s")
+    io.write_json(out / "demo_summary.json", {
+        "params": {k: v for k, v in vars(args).items()},
+        "segmentation": {"precision": seg_precision, "recall": seg_recall, "n_true": n_true, "n_pred": n_pred, "n_matched": n_hit},
+        "mAP": scores,
+        "training_loss": {"first": losses[0], "last": losses[-1]} if args.train_iters > 0 else None,
+        "seconds": time.perf_counter() - start,
+    }, indent=2)
     headline = next((v for k, v in scores.items() if k.startswith("Mask R-CNN")), scores["prior baseline (no training)"])
     print(f"mAP={headline:.4f}")
     return 0

@@ -12,6 +12,7 @@ BENCHMARKS: dict[str, str] = {
     "encode": "Kaggle mask encoding: one-pass encoder vs the organizers' per-mask reference",
     "segment": "default (watershed) segmenter on 2048x2048 RGBY input, one worker",
     "train": "Mask R-CNN training and inference images/s per backbone and engine",
+    "learn": "does a short CPU Mask R-CNN training run beat random labels? (synthetic data)",
 }
 
 
