@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_OUT ?= demo_out
 
-.PHONY: install demo test test-fast clean
+.PHONY: install demo test clean strip-notebooks
 
 install: $(VENV)/.installed
 
@@ -22,3 +22,7 @@ test: install
 
 clean:
 	rm -rf $(DEMO_OUT) build *.egg-info
+
+# Remove outputs from the evaluation notebooks before committing them.
+strip-notebooks: install
+	$(PY) -m hpaseg.notebook strip eval_notebooks/*.ipynb

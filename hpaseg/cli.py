@@ -12,11 +12,16 @@ STAGES: dict[str, tuple[str, str]] = {
     "synth": ("hpaseg.synth", "generate a synthetic HPA-like dataset in the Kaggle layout"),
     "segment": ("hpaseg.segment", "segment cells and nuclei -> {ID}_cellmask.png / {ID}_nucleimask.png"),
     "propagate": ("hpaseg.propagate", "give every cell its image's labels -> COCO train.json/val.json, cells.csv"),
+    "train": ("hpaseg.train", "train Mask R-CNN (torchvision or detectron2; CPU, GPU, multi-GPU, SLURM) -> RUN/model_final.pth"),
+    "predict": ("hpaseg.predict", "per-cell masks and labels for test images -> Kaggle submission CSV"),
+    "classify": ("hpaseg.classify", "train a multi-label image- or cell-level classifier (timm backbones) -> RUN/model_final.pth, eval.json"),
+    "ablation": ("hpaseg.ablation", "classifier study grid: backbones x losses x augments -> results.csv, results.md, plots"),
     "submit": ("hpaseg.submit", "cell masks + per-cell label table -> Kaggle submission CSV"),
     "validate": ("hpaseg.validate", "check a Kaggle submission CSV strictly"),
     "evaluate": ("hpaseg.evaluate", "score a submission with the competition metric (mAP @ mask IoU 0.6)"),
+    "visualize": ("hpaseg.visualize", "draw predicted cells in class colours next to weak labels and truth -> {ID}_overlay.png"),
     "demo": ("hpaseg.demo", "run the whole pipeline on a small synthetic dataset"),
-    "bench": ("hpaseg.bench", "benchmarks (encode, segment)"),
+    "bench": ("hpaseg.bench", "benchmarks (encode, segment, train, learn)"),
 }
 
 
