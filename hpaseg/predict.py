@@ -16,6 +16,29 @@ Mask R-CNN route (``--weights RUN/model_final.pth``)
    than one per cell). A cell with no class scoring >= ``negative_threshold`` is also
    reported as Negative (18) with confidence ``1 - best score``, unless the model's
    own Negative score is higher.
+
+Cell-classifier route (``--classifier RUN --masks MASKS``)
+----------------------------------------------------------
+The route the top competition teams took: segment first, then classify each cell.
+
+1. The cells are those of ``MASKS/{ID}_cellmask.png`` (from ``hpaseg segment``), at the
+   image's original resolution; they are the submitted masks as they are.
+2. Each cell is cropped as in training (:func:`hpaseg.cells.crop_cell`: square around
+   the cell, background zeroed, resized to the run's crop size) and classified by the
+   cell-level run of ``hpaseg classify`` (``RUN/model_final.pth``): per-class
+   probabilities ``p_cell``.
+3. Optional fusion with an image-level run (``--image-classifier RUN2``): the whole
+   image gets probabilities ``p_image`` and, for every class k = 0..18 including
+   Negative, ``p_k = w * p_cell_k + (1 - w) * p_image_k`` with ``w = --fusion-weight``
+   (0.5 by default; 1 = the cell classifier alone, 0 = every cell gets its image's
+   scores, the weak-label baseline).
+4. Labels as in step 5 above (:func:`cell_labels`): every class with ``p_k >=
+   min_score`` is reported with confidence ``p_k``, and Negative (18) is reported with
+   ``1 - max(p_0..p_17)`` when no class 0-17 reaches ``negative_threshold``, unless the
+   model's own (fused) Negative probability is higher.
+
+``--backbone`` must match the cell classifier's (it defaults to it); the image
+classifier may use any backbone.
 """
 from __future__ import annotations
 
@@ -41,6 +64,8 @@ __all__ = [
     "cell_labels",
     "predict_images",
     "load_checkpoint",
+    "fuse_probabilities",
+    "classifier_cell_scores",
     "build_parser",
     "main",
 ]
@@ -168,7 +193,7 @@ def cell_labels(scores: dict[int, float], config: PostprocessConfig = Postproces
     >>> cell_labels({0: 0.9, 16: 0.2, 5: 0.01})
     [(0, 0.9), (16, 0.2)]
     >>> cell_labels({16: 0.2})
-    [(16, 0.2), (18, 0.8)]
+    [(18, 0.8), (16, 0.2)]
     """
     out = {k: s for k, s in scores.items() if s >= config.min_score}
     positive = max((s for k, s in scores.items() if k != NEGATIVE), default=0.0)
@@ -239,6 +264,86 @@ def build_model_from_checkpoint(ckpt: dict, *, score_threshold: float, path: str
     return model
 
 
+def fuse_probabilities(p_cell: np.ndarray, p_image: np.ndarray, weight: float) -> np.ndarray:
+    """Fuse cell and image probabilities: ``weight * p_cell + (1 - weight) * p_image``.
+
+    Parameters
+    ----------
+    p_cell : ndarray, shape (N, 19), float
+        One row per cell.
+    p_image : ndarray, shape (19,), float
+        The image's probabilities, shared by its cells.
+    weight : float
+        In [0, 1]; 1 keeps the cell probabilities.
+
+    Returns
+    -------
+    ndarray, shape (N, 19), float64
+
+    Examples
+    --------
+    >>> fuse_probabilities(np.array([[1.0, 0.0], [0.5, 0.5]]), np.array([0.5, 1.0]), 0.5).tolist()
+    [[0.75, 0.5], [0.5, 0.75]]
+    """
+    if not 0.0 <= weight <= 1.0:
+        raise InputError(f"--fusion-weight {weight}: expected a number in [0, 1]")
+    return weight * np.asarray(p_cell, dtype=np.float64) + (1.0 - weight) * np.asarray(p_image, dtype=np.float64)[None, :]
+
+
+def classifier_cell_scores(image: np.ndarray, label_image: np.ndarray, cell_classifier, image_classifier=None, *, fusion_weight: float = 0.5, config: PostprocessConfig = PostprocessConfig()) -> dict[int, list[tuple[int, float]]]:
+    """Per-cell (class, confidence) pairs of one image by the cell-classifier route (module docstring).
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, 4), uint8
+        RGBY at original resolution.
+    label_image : ndarray, shape (H, W), int
+        Its cells (0 = background).
+    cell_classifier, image_classifier : hpaseg.classify.LoadedClassifier
+        A cell-level run, and optionally an image-level run to fuse with.
+    fusion_weight : float
+        ``w`` of :func:`fuse_probabilities`.
+
+    Returns
+    -------
+    dict of int to list of (int, float)
+        Cell label -> :func:`cell_labels` of its (fused) probabilities.
+    """
+    from .cells import crop_cells, square_image
+
+    crops, ids = crop_cells(image, label_image, cell_classifier.input_size)
+    if not len(ids):
+        return {}
+    p = cell_classifier.probabilities(crops)
+    if image_classifier is not None:
+        p_image = image_classifier.probabilities(square_image(image, image_classifier.input_size)[None])[0]
+        p = fuse_probabilities(p, p_image, fusion_weight)
+    return {int(cell): cell_labels({k: float(p[i, k]) for k in range(NUM_CLASSES)}, config) for i, cell in enumerate(ids)}
+
+
+def _run_classifier(args, config: PostprocessConfig, ids: list[str]) -> tuple[list[SubmissionRow], list[tuple[str, np.ndarray, dict]]]:
+    from tqdm import tqdm
+
+    from .classify import load_classifier
+
+    cell_clf = load_classifier(args.classifier, backbone=args.backbone, level="cell", device=args.device, option="--classifier")
+    image_clf = None
+    if args.image_classifier:
+        image_clf = load_classifier(args.image_classifier, level="image", device=args.device, option="--image-classifier")
+    weight = 0.5 if args.fusion_weight is None else args.fusion_weight
+    rows, saved = [], []
+    for image_id, image in tqdm(io.iter_rgby(args.data, ids, workers=args.workers), total=len(ids), desc="predict", unit="img", disable=args.quiet):
+        mask_path = io.mask_paths(args.masks, image_id)[0]
+        label_image = io.read_mask(mask_path)
+        if label_image.shape != image.shape[:2]:
+            raise InputError(f"{mask_path}: mask is {label_image.shape[0]}x{label_image.shape[1]} px but image {image_id!r} in {args.data} is {image.shape[0]}x{image.shape[1]}; masks must be at the image's original resolution")
+        cell_scores = classifier_cell_scores(image, label_image, cell_clf, image_clf, fusion_weight=weight, config=config)
+        rows.append(submission_row(image_id, label_image, cell_scores))
+        if args.save_masks:
+            saved.append((image_id, label_image, cell_scores))
+    return rows, saved
+
+
 def build_parser() -> ArgumentParser:
     """Command-line options of ``hpaseg predict``."""
     from .models.maskrcnn import BACKBONES, DEFAULT_BACKBONE
@@ -246,9 +351,14 @@ def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="hpaseg predict", description="Predict per-cell masks and labels for images and write a Kaggle submission.")
     g = parser.add_argument_group("model")
     g.add_argument("--engine", default="torchvision", choices=None, help="torchvision (default) or detectron2")
-    g.add_argument("--backbone", default=DEFAULT_BACKBONE, help=f"one of {', '.join(BACKBONES)} (default {DEFAULT_BACKBONE}); must match the weights")
-    g.add_argument("--weights", required=True, help="checkpoint from hpaseg train (RUN/model_final.pth)")
+    g.add_argument("--backbone", default=None, help=f"Mask R-CNN: one of {', '.join(BACKBONES)} (default {DEFAULT_BACKBONE}); cell classifier: its backbone (default: the checkpoint's); must match the weights")
+    g.add_argument("--weights", default=None, help="Mask R-CNN route: checkpoint from hpaseg train (RUN/model_final.pth)")
     g.add_argument("--config", help="detectron2 engine: the run's config.yaml (default: next to the weights)")
+    g = parser.add_argument_group("cell-classifier route (instead of --weights)")
+    g.add_argument("--classifier", help="cell-level run of hpaseg classify (RUN or RUN/model_final.pth)")
+    g.add_argument("--masks", help="folder of {ID}_cellmask.png of the test images (hpaseg segment); needed with --classifier")
+    g.add_argument("--image-classifier", help="image-level run of hpaseg classify whose probabilities are fused with the cells'")
+    g.add_argument("--fusion-weight", type=float, default=None, help="w in w * p_cell + (1 - w) * p_image (default 0.5; needs --image-classifier)")
     g = parser.add_argument_group("data and output")
     g.add_argument("--data", required=True, help="folder of {ID}_{red,green,blue,yellow}.png test images")
     g.add_argument("--ids", nargs="+", help="only these image IDs (default: all in --data)")
@@ -294,15 +404,45 @@ def _run_torchvision(args, config: PostprocessConfig, ids: list[str]) -> tuple[l
     return rows, saved
 
 
+def _check_classifier_args(args) -> None:
+    """Options of the cell-classifier route, checked before anything is read."""
+    from .models.classifier import check_backbone
+
+    if args.weights is not None:
+        raise InputError("--weights (Mask R-CNN route) and --classifier (cell-classifier route) exclude each other; give one")
+    if args.engine != "torchvision":
+        raise InputError(f"--engine {args.engine}: the cell-classifier route has no engine option; drop --engine")
+    if args.masks is None:
+        raise InputError("--classifier needs --masks: the folder of {ID}_cellmask.png of the test images (hpaseg segment)")
+    if not Path(args.masks).is_dir():
+        raise InputError(f"--masks {args.masks}: no such folder")
+    if args.backbone is not None:
+        check_backbone(args.backbone)
+    if args.fusion_weight is not None:
+        if args.image_classifier is None:
+            raise InputError("--fusion-weight needs --image-classifier (the image-level run to fuse with)")
+        if not 0.0 <= args.fusion_weight <= 1.0:
+            raise InputError(f"--fusion-weight {args.fusion_weight}: expected a number in [0, 1]")
+
+
 @cli_entry("predict")
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``hpaseg predict``."""
-    from .models.maskrcnn import BACKBONES
+    from .models.maskrcnn import BACKBONES, DEFAULT_BACKBONE
 
     args = build_parser().parse_args(argv)
-    if args.engine not in ("torchvision", "detectron2"):
+    if args.classifier is None:
+        for option in ("masks", "image_classifier", "fusion_weight"):
+            if getattr(args, option) is not None:
+                raise InputError(f"--{option.replace('_', '-')} belongs to the cell-classifier route; add --classifier RUN (or drop it for the Mask R-CNN route)")
+        if args.weights is None:
+            raise InputError("the following arguments are required: --weights (Mask R-CNN route), or --classifier RUN --masks MASKS (cell-classifier route)")
+        args.backbone = args.backbone or DEFAULT_BACKBONE
+    else:
+        _check_classifier_args(args)
+    if args.classifier is None and args.engine not in ("torchvision", "detectron2"):
         raise InputError(f"--engine {args.engine!r}: expected torchvision or detectron2")
-    if args.engine == "torchvision" and args.backbone not in BACKBONES:
+    if args.classifier is None and args.engine == "torchvision" and args.backbone not in BACKBONES:
         raise InputError(f"--backbone {args.backbone!r}: unknown backbone; expected one of {', '.join(BACKBONES)}")
     if args.batch_size < 1:
         raise InputError(f"--batch-size {args.batch_size}: expected a positive integer")
@@ -313,7 +453,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     for image_id in ids:  # fail before the model runs if a channel is missing
         for channel in ("red", "green", "blue", "yellow"):
             io.find_channel_file(args.data, image_id, channel)
-    if args.engine == "torchvision":
+    if args.classifier is not None:
+        for image_id in ids:  # fail before the model runs if a mask is missing
+            if not io.mask_paths(args.masks, image_id)[0].is_file():
+                raise InputError(f"--masks {args.masks}: no {image_id}_cellmask.png for image {image_id!r} of {args.data}; run 'hpaseg segment' on the test images first")
+        rows, saved = _run_classifier(args, config, ids)
+    elif args.engine == "torchvision":
         rows, saved = _run_torchvision(args, config, ids)
     else:
         from .models import detectron2_engine
