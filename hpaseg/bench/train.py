@@ -3,7 +3,9 @@
 Every backbone of each engine is timed on the same synthetic RGBY batch (same image
 size, batch size and cells), randomly initialised: training images/s over ``--iters``
 SGD steps after one warm-up step, and inference images/s over ``--iters`` forward
-passes in eval mode. The last line gives the torchvision/detectron2 ratio of training
+passes in eval mode with the score threshold at 0 and ``DETECTIONS_TIMED`` detections
+per image for every model (random weights would otherwise return arbitrary numbers of
+detections, and the mask head's cost with them). The last line gives the torchvision/detectron2 ratio of training
 throughput for ResNet101-FPN and ResNeXt101-FPN (detectron2 rows are skipped, and the
 ratio is ``nan``, when detectron2 is not installed).
 
@@ -28,6 +30,9 @@ from ..errors import ArgumentParser, InputError, cli_entry
 __all__ = ["build_parser", "main"]
 
 TORCHVISION_BACKBONES = ("densenet121", "densenet121_c5", "resnet101_fpn", "resnext101_fpn")
+#: Detections per image at inference, the same for both engines: with random weights and no
+#: score threshold every model returns exactly this many, so the mask head's work is equal.
+DETECTIONS_TIMED = 100
 DETECTRON2_CONFIGS = {"resnet101_fpn": "mask_rcnn_R_101_FPN_hpa.yaml", "resnext101_fpn": "mask_rcnn_X_101_32x8d_FPN_hpa.yaml"}
 
 
@@ -56,12 +61,13 @@ def _time_steps(step, iters: int, device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def bench_torchvision(backbone: str, batch, *, device: torch.device, amp: bool, iters: int, image_size: int) -> tuple[float, float]:
-    """(training images/s, inference images/s) of a torchvision Mask R-CNN."""
+def bench_torchvision(backbone: str, batch, *, device: torch.device, amp: bool, iters: int, image_size: int) -> tuple[float, float, float]:
+    """(training images/s, inference images/s, detections per image) of a torchvision Mask R-CNN."""
     from ..dataset import _target_from_cells
     from ..models.maskrcnn import build_maskrcnn
 
-    model = build_maskrcnn(backbone, image_size=image_size).to(device)
+    model = build_maskrcnn(backbone, image_size=image_size, score_threshold=0.0).to(device)
+    model.roi_heads.detections_per_img = DETECTIONS_TIMED
     images = [torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float().div(255).to(device) for img, _, _ in batch]
     targets = [{k: v.to(device) for k, v in _target_from_cells(cells, labels).items()} for _, cells, labels in batch]
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.0, momentum=0.9)  # lr 0: the same computation every timed step
@@ -76,25 +82,41 @@ def bench_torchvision(backbone: str, batch, *, device: torch.device, amp: bool, 
         scaler.step(optimizer)
         scaler.update()
 
+    detections: list[int] = []
+
     @torch.no_grad()
     def infer_step() -> None:
         model.eval()
         with torch.autocast(device.type, enabled=amp):
-            model(images)
+            outputs = model(images)
+        detections.extend(len(o["boxes"]) for o in outputs)
 
     n = len(images)
-    return n * iters / _time_steps(train_step, iters, device), n * iters / _time_steps(infer_step, iters, device)
+    train_ips = n * iters / _time_steps(train_step, iters, device)
+    return train_ips, n * iters / _time_steps(infer_step, iters, device), float(np.mean(detections))
 
 
-def bench_detectron2(backbone: str, batch, *, device: torch.device, amp: bool, iters: int, image_size: int) -> tuple[float, float]:
-    """(training images/s, inference images/s) of a detectron2 Mask R-CNN."""
+def bench_detectron2(backbone: str, batch, *, device: torch.device, amp: bool, iters: int, image_size: int) -> tuple[float, float, float]:
+    """(training images/s, inference images/s, detections per image) of a detectron2 Mask R-CNN."""
     from detectron2.modeling import build_model
     from detectron2.structures import BitMasks, Instances
 
     from ..models.detectron2_engine import CONFIG_DIR, load_config
 
-    cfg = load_config(CONFIG_DIR / DETECTRON2_CONFIGS[backbone], ["MODEL.WEIGHTS", "", "MODEL.DEVICE", device.type, "HPA.IMAGE_SIZE", str(image_size)])
+    cfg = load_config(CONFIG_DIR / DETECTRON2_CONFIGS[backbone], ["MODEL.WEIGHTS", "", "MODEL.DEVICE", device.type, "HPA.IMAGE_SIZE", str(image_size),
+                                                                  "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0", "TEST.DETECTIONS_PER_IMAGE", str(DETECTIONS_TIMED),
+                                                                  "MODEL.PIXEL_STD", "[57.375, 57.12, 58.395, 57.2475]"])
     model = build_model(cfg).to(device)
+    # Randomly initialised frozen-BN ResNets blow their activations up (no statistics to
+    # normalise them), and then return no detections. Starting every residual block as the
+    # identity (zero scale on its last norm), as pretrained-like weights behave, keeps them
+    # finite without changing the computation that is timed.
+    from detectron2.modeling.backbone.resnet import BottleneckBlock
+
+    with torch.no_grad():
+        for module in model.backbone.bottom_up.modules():
+            if isinstance(module, BottleneckBlock):
+                module.conv3.norm.weight.zero_()
     inputs = []
     for img, cells, labels in batch:
         masks, classes = [], []
@@ -121,14 +143,18 @@ def bench_detectron2(backbone: str, batch, *, device: torch.device, amp: bool, i
         scaler.step(optimizer)
         scaler.update()
 
+    detections: list[int] = []
+
     @torch.no_grad()
     def infer_step() -> None:
         model.eval()
         with torch.autocast(device.type, enabled=amp):
-            model([{k: v for k, v in d.items() if k != "instances"} for d in inputs])
+            outputs = model([{k: v for k, v in d.items() if k != "instances"} for d in inputs])
+        detections.extend(len(o["instances"]) for o in outputs)
 
     n = len(inputs)
-    return n * iters / _time_steps(train_step, iters, device), n * iters / _time_steps(infer_step, iters, device)
+    train_ips = n * iters / _time_steps(train_step, iters, device)
+    return train_ips, n * iters / _time_steps(infer_step, iters, device), float(np.mean(detections))
 
 
 def build_parser() -> ArgumentParser:
@@ -171,12 +197,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             runs += [("detectron2", b) for b in DETECTRON2_CONFIGS]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     print(f"device: {name}; image {args.image_size} px, batch {args.batch_size}, {args.iters} timed steps, amp={amp}")
-    print(f"{'engine':<12} {'backbone':<16} {'train img/s':>12} {'infer img/s':>12}")
+    print(f"{'engine':<12} {'backbone':<16} {'train img/s':>12} {'infer img/s':>12} {'dets/img':>9}")
     for engine, backbone in runs:
         fn = bench_torchvision if engine == "torchvision" else bench_detectron2
-        train_ips, infer_ips = fn(backbone, batch, device=device, amp=amp, iters=args.iters, image_size=args.image_size)
-        rows.append({"engine": engine, "backbone": backbone, "train_images_per_s": train_ips, "infer_images_per_s": infer_ips})
-        print(f"{engine:<12} {backbone:<16} {train_ips:>12.3f} {infer_ips:>12.3f}", flush=True)
+        train_ips, infer_ips, dets = fn(backbone, batch, device=device, amp=amp, iters=args.iters, image_size=args.image_size)
+        rows.append({"engine": engine, "backbone": backbone, "train_images_per_s": train_ips, "infer_images_per_s": infer_ips, "detections_per_image": dets})
+        print(f"{engine:<12} {backbone:<16} {train_ips:>12.3f} {infer_ips:>12.3f} {dets:>9.0f}", flush=True)
         if device.type == "cuda":
             torch.cuda.empty_cache()
     by = {(r["engine"], r["backbone"]): r for r in rows}
