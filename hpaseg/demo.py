@@ -96,7 +96,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--workers", type=int, default=2, help="segmentation worker processes (default 2)")
     model = parser.add_argument_group("Mask R-CNN")
     model.add_argument("--backbone", default="densenet121", help="torchvision backbone (default densenet121)")
-    model.add_argument("--train-iters", type=int, default=100, help="training iterations, 0 = skip training (default 100)")
+    model.add_argument("--train-iters", type=int, default=60, help="training iterations, 0 = skip training (default 60)")
     model.add_argument("--image-size", type=int, default=256, help="training/inference working size in px (default 256)")
     model.add_argument("--batch-size", type=int, default=2, help="images per iteration (default 2)")
     model.add_argument("--lr", type=float, default=0.08, help="learning rate for 16 images per iteration, scaled linearly (default 0.08)")

@@ -26,7 +26,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--n-test", type=int, default=20)
     parser.add_argument("--size", type=int, default=512, help="synthetic image size in px (default 512)")
     parser.add_argument("--backbone", default="densenet121")
-    parser.add_argument("--train-iters", type=int, default=400)
+    parser.add_argument("--train-iters", type=int, default=300)
     parser.add_argument("--image-size", type=int, default=256, help="working size in px (default 256)")
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--lr", type=float, default=0.08)
