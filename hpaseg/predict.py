@@ -237,13 +237,9 @@ def submission_row(image_id: str, label_image: np.ndarray, cell_scores: dict[int
 
 def load_checkpoint(path: str | Path, backbone: str) -> dict:
     """Read a Mask R-CNN checkpoint written by ``hpaseg train`` and check its backbone."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"--weights {path}: no such file; give RUN/model_final.pth from 'hpaseg train'")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # torch raises many types for bad files
-        raise InputError(f"--weights {path}: cannot read checkpoint ({type(exc).__name__}: {exc})") from exc
+    from .training import read_checkpoint
+
+    ckpt = read_checkpoint(path, option="--weights", hint="give RUN/model_final.pth from 'hpaseg train'", weights_only=False)
     if not isinstance(ckpt, dict) or "model" not in ckpt or "backbone" not in ckpt:
         raise InputError(f"--weights {path}: not an hpaseg checkpoint (expected keys 'model' and 'backbone')")
     if ckpt["backbone"] != backbone:

@@ -18,7 +18,7 @@ import torch
 from . import io
 from .errors import InputError
 
-__all__ = ["lr_factor", "Checkpointer", "MetricsLogger", "seed_everything", "apply_opts", "save_config"]
+__all__ = ["read_checkpoint", "lr_factor", "Checkpointer", "MetricsLogger", "seed_everything", "apply_opts", "save_config"]
 
 _LAST = "last_checkpoint"
 
@@ -41,6 +41,27 @@ def lr_factor(iteration: int, *, max_iter: int, warmup_iters: int, warmup_factor
         span = max(1, max_iter - warmup_iters)
         return 0.5 * (1 + math.cos(math.pi * min(1.0, (iteration - warmup_iters) / span)))
     return gamma ** sum(iteration >= s * max_iter for s in steps)
+
+
+def read_checkpoint(path: str | Path, *, option: str, hint: str, weights_only: bool = True) -> Any:
+    """Load a torch checkpoint file, with one-line InputErrors for a missing or unreadable file.
+
+    Parameters
+    ----------
+    option : str
+        The command-line option that named the file (``--weights``, ``--pretrained``).
+    hint : str
+        What to give instead, appended to the "no such file" message.
+    weights_only : bool
+        Passed to ``torch.load``; hpaseg's own checkpoints hold plain Python metadata too.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{option} {path}: no such file; {hint}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=weights_only)
+    except Exception as exc:  # torch raises many types for bad files
+        raise InputError(f"{option} {path}: cannot read checkpoint ({type(exc).__name__}: {exc})") from exc
 
 
 def seed_everything(seed: int) -> None:

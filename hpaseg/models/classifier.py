@@ -38,6 +38,7 @@ from torch import nn
 
 from ..classes import NUM_CLASSES
 from ..errors import InputError
+from ..training import read_checkpoint
 from .channels import RGBY_CHANNELS, adapt_state_dict_stem
 
 __all__ = [
@@ -123,12 +124,7 @@ def load_rgb_weights(name: str, source: str | Path) -> dict[str, torch.Tensor]:
         except Exception as exc:  # network, hub and cache errors come in many types
             raise InputError(f"--pretrained imagenet: cannot get timm's {timm_name} weights ({type(exc).__name__}: {exc}); go online or give a local checkpoint file") from exc
     path = Path(source)
-    if not path.is_file():
-        raise InputError(f"--pretrained {path}: no such file; give a timm {timm_name} checkpoint or 'imagenet'")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for bad files
-        raise InputError(f"--pretrained {path}: cannot read checkpoint ({type(exc).__name__}: {exc})") from exc
+    state = read_checkpoint(path, option="--pretrained", hint=f"give a timm {timm_name} checkpoint or 'imagenet'")
     try:
         return _unwrap(state)
     except InputError as exc:

@@ -36,6 +36,7 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 
 from ..classes import NUM_CLASSES
 from ..errors import InputError
+from ..training import read_checkpoint
 from .channels import adapt_first_conv
 
 __all__ = [
@@ -103,13 +104,7 @@ def load_classification_weights(net: nn.Module, backbone: str, source: str | Pat
         weights = getattr(torchvision.models, weights_enum).DEFAULT
         state = weights.get_state_dict(progress=True)
     else:
-        path = Path(source)
-        if not path.is_file():
-            raise InputError(f"--pretrained {path}: no such file; give a torchvision {backbone.split('_')[0]} checkpoint or 'imagenet'")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # torch raises many types for bad files
-            raise InputError(f"--pretrained {path}: cannot read checkpoint ({type(exc).__name__}: {exc})") from exc
+        state = read_checkpoint(source, option="--pretrained", hint=f"give a torchvision {backbone.split('_')[0]} checkpoint or 'imagenet'")
         for wrapper in ("state_dict", "model"):
             if isinstance(state, dict) and wrapper in state and isinstance(state[wrapper], dict):
                 state = state[wrapper]
