@@ -234,21 +234,21 @@ def _records(cfg: ClassifyConfig, split: str):
 def prepare_data(cfg: ClassifyConfig, *, progress: bool = True) -> PreparedData:
     """Read both splits, cache their inputs (decoded once) and list the samples."""
     from .cells import build_crop_cache
-    from .dataset import _cache_paths, build_cache
+    from .dataset import cache_paths, build_cache
 
     check_config(cfg)
     train, skipped_train = _records(cfg, "train")
     val, skipped_val = _records(cfg, "val")
     if cfg.level == "image":
         cache_dir = Path(cfg.dataset) / f"cache_{cfg.image_size}px"
-        todo = [r for r in train + val if not all(p.is_file() for p in _cache_paths(cache_dir, r.image_id))]
+        todo = [r for r in train + val if not all(p.is_file() for p in cache_paths(cache_dir, r.image_id))]
         for rec in todo:  # fail before any decoding
             for channel in CHANNEL_NAMES:
                 io.find_channel_file(cfg.data, rec.image_id, channel)
         build_cache(todo, cfg.data, cache_dir, cfg.image_size, progress=progress)
 
         def samples(records) -> list[Sample]:
-            return [Sample(r.image_id, 0, str(_cache_paths(cache_dir, r.image_id)[0]), -1, tuple(sorted(set().union(*r.cells.values())))) for r in records]
+            return [Sample(r.image_id, 0, str(cache_paths(cache_dir, r.image_id)[0]), -1, tuple(sorted(set().union(*r.cells.values())))) for r in records]
 
     else:
         cache_dir = crop_cache_dir(cfg.dataset, cfg.masks, cfg.crop_size)

@@ -22,7 +22,7 @@ from . import io
 from .errors import InputError
 from .segment import resize_labels
 
-__all__ = ["ImageRecord", "load_coco_split", "working_shape", "resize_image", "resize_labels", "build_cache", "CellDataset", "collate"]
+__all__ = ["ImageRecord", "load_coco_split", "working_shape", "resize_image", "resize_labels", "cache_paths", "build_cache", "CellDataset", "collate"]
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,9 @@ def resize_image(image: np.ndarray, size: int) -> np.ndarray:
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def _cache_paths(cache_dir: Path, image_id: str) -> tuple[Path, Path]:
+def cache_paths(cache_dir: str | Path, image_id: str) -> tuple[Path, Path]:
+    """Cached ``({ID}.image.npy, {ID}.cells.npy)`` paths of one image in ``cache_dir``."""
+    cache_dir = Path(cache_dir)
     return cache_dir / f"{image_id}.image.npy", cache_dir / f"{image_id}.cells.npy"
 
 
@@ -98,7 +100,7 @@ def build_cache(records: Sequence[ImageRecord], data_dir: str | Path, cache_dir:
     from tqdm import tqdm
 
     cache_dir = Path(cache_dir)
-    todo = [r for r in records if not all(p.is_file() for p in _cache_paths(cache_dir, r.image_id))]
+    todo = [r for r in records if not all(p.is_file() for p in cache_paths(cache_dir, r.image_id))]
     by_id = {r.image_id: r for r in todo}
     bar = tqdm(total=len(todo), desc=f"cache {size}px", unit="img", disable=not progress or not todo)
     for image_id, image in io.iter_rgby(data_dir, [r.image_id for r in todo], workers=workers):
@@ -109,7 +111,7 @@ def build_cache(records: Sequence[ImageRecord], data_dir: str | Path, cache_dir:
         cells = np.zeros((rec.height, rec.width), np.int32)
         for cell, rle in rec.rles.items():
             cells[coco_mask.decode(rle).astype(bool)] = cell
-        image_path, cells_path = _cache_paths(cache_dir, image_id)
+        image_path, cells_path = cache_paths(cache_dir, image_id)
         _atomic_save_npy(cells_path, resize_labels(cells, small.shape[:2]))
         _atomic_save_npy(image_path, small)
         bar.update()
@@ -156,7 +158,7 @@ class CellDataset(torch.utils.data.Dataset):
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Cached ``(image (H, W, 4) uint8, cells (H, W) int32)`` of item ``index``."""
-        image_path, cells_path = _cache_paths(self.cache_dir, self.records[index].image_id)
+        image_path, cells_path = cache_paths(self.cache_dir, self.records[index].image_id)
         if not image_path.is_file():
             raise InputError(f"{image_path}: not cached; build the cache with hpaseg.dataset.build_cache first")
         return np.load(image_path), np.load(cells_path)
