@@ -22,7 +22,7 @@ from . import io
 from .errors import InputError
 from .segment import resize_labels
 
-__all__ = ["ImageRecord", "load_coco_split", "working_shape", "resize_image", "resize_labels", "cache_paths", "build_cache", "CellDataset", "collate"]
+__all__ = ["ImageRecord", "load_coco_split", "working_shape", "resize_image", "resize_labels", "cache_paths", "build_cache", "target_from_cells", "CellDataset", "collate"]
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ def build_cache(records: Sequence[ImageRecord], data_dir: str | Path, cache_dir:
     return cache_dir
 
 
-def _target_from_cells(cells: np.ndarray, cell_labels: dict[int, tuple[int, ...]]) -> dict[str, torch.Tensor]:
+def target_from_cells(cells: np.ndarray, cell_labels: dict[int, tuple[int, ...]]) -> dict[str, torch.Tensor]:
     """Mask R-CNN targets: one instance per (cell, label) that survived resizing."""
     boxes, labels, masks = [], [], []
     for cell, classes in cell_labels.items():
@@ -174,7 +174,7 @@ class CellDataset(torch.utils.data.Dataset):
             if image.shape[0] == image.shape[1]:
                 k = int(rng.integers(4))
                 image, cells = np.rot90(image, k), np.rot90(cells, k)
-        target = _target_from_cells(np.ascontiguousarray(cells), self.records[index].cells)
+        target = target_from_cells(np.ascontiguousarray(cells), self.records[index].cells)
         tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255.0)
         return tensor, target
 

@@ -20,7 +20,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -61,22 +61,17 @@ def _time_steps(step, iters: int, device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def bench_torchvision(backbone: str, batch, *, device: torch.device, amp: bool, iters: int, image_size: int) -> tuple[float, float, float]:
-    """(training images/s, inference images/s, detections per image) of a torchvision Mask R-CNN."""
-    from ..dataset import _target_from_cells
-    from ..models.maskrcnn import build_maskrcnn
-
-    model = build_maskrcnn(backbone, image_size=image_size, score_threshold=0.0).to(device)
-    model.roi_heads.detections_per_img = DETECTIONS_TIMED
-    images = [torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float().div(255).to(device) for img, _, _ in batch]
-    targets = [{k: v.to(device) for k, v in _target_from_cells(cells, labels).items()} for _, cells, labels in batch]
+def _measure(model: torch.nn.Module, losses: Callable[[], dict], detect: Callable[[], list[int]], n_images: int, *, device: torch.device, amp: bool, iters: int) -> tuple[float, float, float]:
+    """Time ``iters`` SGD steps on ``losses()`` and ``iters`` calls of ``detect()`` (which
+    returns the detection count of each image): (train images/s, inference images/s,
+    mean detections per image)."""
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.0, momentum=0.9)  # lr 0: the same computation every timed step
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
 
     def train_step() -> None:
         model.train()
         with torch.autocast(device.type, enabled=amp):
-            loss = sum(model(images, targets).values())
+            loss = sum(losses().values())
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -88,18 +83,31 @@ def bench_torchvision(backbone: str, batch, *, device: torch.device, amp: bool, 
     def infer_step() -> None:
         model.eval()
         with torch.autocast(device.type, enabled=amp):
-            outputs = model(images)
-        detections.extend(len(o["boxes"]) for o in outputs)
+            detections.extend(detect())
 
-    n = len(images)
-    train_ips = n * iters / _time_steps(train_step, iters, device)
-    return train_ips, n * iters / _time_steps(infer_step, iters, device), float(np.mean(detections))
+    train_ips = n_images * iters / _time_steps(train_step, iters, device)
+    infer_ips = n_images * iters / _time_steps(infer_step, iters, device)
+    return train_ips, infer_ips, float(np.mean(detections))
+
+
+def bench_torchvision(backbone: str, batch, *, device: torch.device, amp: bool, iters: int, image_size: int) -> tuple[float, float, float]:
+    """(training images/s, inference images/s, detections per image) of a torchvision Mask R-CNN."""
+    from ..dataset import target_from_cells
+    from ..models.maskrcnn import build_maskrcnn
+
+    model = build_maskrcnn(backbone, image_size=image_size, score_threshold=0.0).to(device)
+    model.roi_heads.detections_per_img = DETECTIONS_TIMED
+    images = [torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float().div(255).to(device) for img, _, _ in batch]
+    targets = [{k: v.to(device) for k, v in target_from_cells(cells, labels).items()} for _, cells, labels in batch]
+    return _measure(model, lambda: model(images, targets), lambda: [len(o["boxes"]) for o in model(images)], len(images), device=device, amp=amp, iters=iters)
 
 
 def bench_detectron2(backbone: str, batch, *, device: torch.device, amp: bool, iters: int, image_size: int) -> tuple[float, float, float]:
     """(training images/s, inference images/s, detections per image) of a detectron2 Mask R-CNN."""
     from detectron2.modeling import build_model
+    from detectron2.modeling.backbone.resnet import BottleneckBlock
     from detectron2.structures import BitMasks, Instances
+    from detectron2.utils.events import EventStorage
 
     from ..models.detectron2_engine import CONFIG_DIR, load_config
 
@@ -111,8 +119,6 @@ def bench_detectron2(backbone: str, batch, *, device: torch.device, amp: bool, i
     # normalise them), and then return no detections. Starting every residual block as the
     # identity (zero scale on its last norm), as pretrained-like weights behave, keeps them
     # finite without changing the computation that is timed.
-    from detectron2.modeling.backbone.resnet import BottleneckBlock
-
     with torch.no_grad():
         for module in model.backbone.bottom_up.modules():
             if isinstance(module, BottleneckBlock):
@@ -129,32 +135,13 @@ def bench_detectron2(backbone: str, batch, *, device: torch.device, amp: bool, i
         bit = BitMasks(torch.from_numpy(np.stack(masks)))
         inst.gt_masks, inst.gt_boxes, inst.gt_classes = bit, bit.get_bounding_boxes(), torch.tensor(classes)
         inputs.append({"image": torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float(), "instances": inst, "height": cells.shape[0], "width": cells.shape[1]})
-    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.0, momentum=0.9)  # lr 0: the same computation every timed step
-    scaler = torch.amp.GradScaler(device.type, enabled=amp)
+    plain = [{k: v for k, v in d.items() if k != "instances"} for d in inputs]
 
-    from detectron2.utils.events import EventStorage
+    def losses() -> dict:
+        with EventStorage(0):  # detectron2 logs into an event storage while training
+            return model(inputs)
 
-    def train_step() -> None:
-        model.train()
-        with EventStorage(0), torch.autocast(device.type, enabled=amp):  # detectron2 logs into an event storage
-            loss = sum(model(inputs).values())
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-
-    detections: list[int] = []
-
-    @torch.no_grad()
-    def infer_step() -> None:
-        model.eval()
-        with torch.autocast(device.type, enabled=amp):
-            outputs = model([{k: v for k, v in d.items() if k != "instances"} for d in inputs])
-        detections.extend(len(o["instances"]) for o in outputs)
-
-    n = len(inputs)
-    train_ips = n * iters / _time_steps(train_step, iters, device)
-    return train_ips, n * iters / _time_steps(infer_step, iters, device), float(np.mean(detections))
+    return _measure(model, losses, lambda: [len(o["instances"]) for o in model(plain)], len(inputs), device=device, amp=amp, iters=iters)
 
 
 def build_parser() -> ArgumentParser:
