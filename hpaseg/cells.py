@@ -322,11 +322,6 @@ def crop_cache_paths(cache_dir: str | Path, image_id: str) -> tuple[Path, Path]:
     return cache_dir / f"{image_id}.crops.npy", cache_dir / f"{image_id}.cellids.npy"
 
 
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    with io.atomic_write(path, "wb") as fh:
-        np.save(fh, array)
-
-
 def build_crop_cache(records: Sequence[ImageRecord], data_dir: str | Path, mask_dir: str | Path, cache_dir: str | Path, size: int, *, workers: int = 4, progress: bool = True) -> Path:
     """Crop and cache every cell of every image not cached yet (resumable; atomic files).
 
@@ -359,8 +354,8 @@ def build_crop_cache(records: Sequence[ImageRecord], data_dir: str | Path, mask_
         if unknown:
             raise InputError(f"{mask_path}: has no cell {unknown[0]} of image {image_id!r} (the dataset has {len(by_id[image_id].cells)} cells); give the --masks the dataset was propagated from")
         crops_path, ids_path = crop_cache_paths(cache_dir, image_id)
-        _save_npy(ids_path, ids)
-        _save_npy(crops_path, crops)
+        io.write_npy(ids_path, ids)
+        io.write_npy(crops_path, crops)
         bar.update()
     bar.close()
     return cache_dir

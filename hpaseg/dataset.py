@@ -90,11 +90,6 @@ def cache_paths(cache_dir: str | Path, image_id: str) -> tuple[Path, Path]:
     return cache_dir / f"{image_id}.image.npy", cache_dir / f"{image_id}.cells.npy"
 
 
-def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    with io.atomic_write(path, "wb") as fh:
-        np.save(fh, array)
-
-
 def build_cache(records: Sequence[ImageRecord], data_dir: str | Path, cache_dir: str | Path, size: int, *, workers: int = 4, progress: bool = True) -> Path:
     """Decode, resize and cache every image not cached yet (resumable; atomic files)."""
     from tqdm import tqdm
@@ -112,8 +107,8 @@ def build_cache(records: Sequence[ImageRecord], data_dir: str | Path, cache_dir:
         for cell, rle in rec.rles.items():
             cells[coco_mask.decode(rle).astype(bool)] = cell
         image_path, cells_path = cache_paths(cache_dir, image_id)
-        _atomic_save_npy(cells_path, resize_labels(cells, small.shape[:2]))
-        _atomic_save_npy(image_path, small)
+        io.write_npy(cells_path, resize_labels(cells, small.shape[:2]))
+        io.write_npy(image_path, small)
         bar.update()
     bar.close()
     return cache_dir

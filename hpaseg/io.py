@@ -74,6 +74,7 @@ __all__ = [
     "write_mask_pair",
     "read_json",
     "write_json",
+    "write_npy",
 ]
 
 #: Channel file extensions searched, in this order.
@@ -550,3 +551,9 @@ def write_json(path: str | os.PathLike, obj: Any, *, indent: int | None = None) 
     with atomic_write(path, "w") as fh:
         json.dump(obj, fh, indent=indent)
         fh.write("\n")
+
+
+def write_npy(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Write an array as ``.npy`` (atomically)."""
+    with atomic_write(path, "wb") as fh:
+        np.save(fh, array)
