@@ -1,10 +1,11 @@
 # make demo : set up .venv and run the pipeline on a small synthetic dataset
 # make test : set up .venv and run the test suite
+# make lint : ruff format --check and ruff check (line length 120, ruff.toml)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_OUT ?= demo_out
 
-.PHONY: install demo test clean strip-notebooks
+.PHONY: install demo test lint format clean strip-notebooks
 
 install: $(VENV)/.installed
 
@@ -19,6 +20,14 @@ demo: install
 
 test: install
 	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff format --check hpaseg tests
+	$(VENV)/bin/ruff check hpaseg tests
+
+format: install
+	$(VENV)/bin/ruff format hpaseg tests
+	$(VENV)/bin/ruff check --fix hpaseg tests
 
 clean:
 	rm -rf $(DEMO_OUT) build *.egg-info

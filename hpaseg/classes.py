@@ -1,13 +1,14 @@
-"""The 19 HPA single-cell classes and the four RGBY channels.
+"""The 19 HPA single-cell classes, the four RGBY channels and the reference field of view.
 
 Class ids are those of the Kaggle "HPA Single-Cell Image Classification" (2021)
 competition; in COCO files the category id is ``class_id + 1``.
 """
+
 from __future__ import annotations
 
 from enum import IntEnum
 
-__all__ = ["CLASS_NAMES", "NUM_CLASSES", "NEGATIVE", "Channel", "CHANNEL_NAMES", "class_name"]
+__all__ = ["CLASS_NAMES", "NUM_CLASSES", "NEGATIVE", "Channel", "CHANNEL_NAMES", "REFERENCE_SIZE_PX", "class_name"]
 
 CLASS_NAMES: tuple[str, ...] = (
     "Nucleoplasm",
@@ -43,6 +44,11 @@ class Channel(IntEnum):
     BLUE = 2  # nucleus
     YELLOW = 3  # endoplasmic reticulum
 
+
+#: Pixels across an HPA field of view at the resolution every ``*_px_at_2048`` size refers
+#: to. An image of ``max(H, W)`` px is taken to show the same field of view (the
+#: competition's 1728-3072 px images do), so sizes scale with ``max(H, W) / 2048``.
+REFERENCE_SIZE_PX: int = 2048
 
 #: File-name suffixes of the channels, in RGBY order (``{ID}_{name}.png``).
 CHANNEL_NAMES: tuple[str, ...] = tuple(c.name.lower() for c in Channel)

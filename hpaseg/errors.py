@@ -1,49 +1,45 @@
-"""The one exception type for bad user input, and the CLI glue that reports it.
+"""The one exception type for bad user input.
 
-Every stage raises :class:`InputError` for input it cannot use (a missing channel
-file, a malformed CSV row, an unknown option value). CLIs wrapped with
-:func:`cli_entry` turn it into one line on stderr and exit code 2.
+Every stage raises :class:`InputError` for input it cannot use (a missing channel file,
+a malformed CSV row, an unknown option value). The message names the file, row or
+parameter, what was expected and what arrived. Library code names *parameters*
+(``fusion_weight``), never command-line flags: an error about a parameter carries it
+in :attr:`InputError.param`, and the CLIs (:mod:`hpaseg.cli`) write the flag that set
+it (``--fusion-weight``) in its place, as one line on stderr with exit code 2.
 """
+
 from __future__ import annotations
 
-import argparse
-import functools
-import sys
-from typing import Callable, Sequence
-
-__all__ = ["InputError", "ArgumentParser", "cli_entry", "EXIT_INPUT_ERROR"]
-
-#: Exit code of a CLI given input it cannot use (argparse's convention).
-EXIT_INPUT_ERROR = 2
+__all__ = ["InputError"]
 
 
 class InputError(ValueError):
-    """Input that cannot be used: the message names the file, row or option,
-    what was expected and what arrived."""
+    """Input that cannot be used: the message names the file, row or parameter,
+    what was expected and what arrived.
 
+    Parameters
+    ----------
+    message : str
+        One line; starts with the parameter's name when ``param`` is given.
+    param : str or tuple of str, optional
+        The library parameter(s) the error is about (e.g. ``"fusion_weight"``); a CLI
+        replaces the first whole-word occurrence of each in the message by the flag
+        that set it.
 
-class ArgumentParser(argparse.ArgumentParser):
-    """An ``argparse.ArgumentParser`` that raises :class:`InputError` instead of exiting,
-    so ``main(argv)`` can be called from tests and still returns 2 on a bad option."""
+    Examples
+    --------
+    >>> err = InputError("fusion_weight 1.5: expected a number in [0, 1]", param="fusion_weight")
+    >>> str(err), err.param
+    ('fusion_weight 1.5: expected a number in [0, 1]', 'fusion_weight')
+    """
 
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise InputError(f"{message} (see '{self.prog} --help')")
+    def __init__(self, message: str, *, param: str | tuple[str, ...] | None = None) -> None:
+        super().__init__(message)
+        self.param = param
 
-
-def cli_entry(prog: str) -> Callable[[Callable[[Sequence[str] | None], int]], Callable[[Sequence[str] | None], int]]:
-    """Decorate a ``main(argv) -> int`` so an :class:`InputError` becomes a one-line
-    message ``hpaseg <prog>: error: ...`` on stderr and exit code 2."""
-
-    def decorate(fn: Callable[[Sequence[str] | None], int]) -> Callable[[Sequence[str] | None], int]:
-        @functools.wraps(fn)
-        def wrapper(argv: Sequence[str] | None = None) -> int:
-            try:
-                return fn(argv)
-            except InputError as exc:
-                message = " ".join(str(exc).split())  # always one line
-                print(f"hpaseg {prog}: error: {message}", file=sys.stderr)
-                return EXIT_INPUT_ERROR
-
-        return wrapper
-
-    return decorate
+    @property
+    def params(self) -> tuple[str, ...]:
+        """The parameters named by the message, as a tuple (empty when none)."""
+        if self.param is None:
+            return ()
+        return (self.param,) if isinstance(self.param, str) else tuple(self.param)

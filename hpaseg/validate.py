@@ -1,40 +1,8 @@
-"""Check a Kaggle submission CSV strictly.
-
-``hpaseg validate SUBMISSION [--data DIR]`` checks the header, every ID, size and
-``label confidence mask`` triple (label 0-18, confidence a finite number in [0, 1],
-mask a non-empty base64/zlib COCO RLE lying within the image), and with ``--data``
-that every image of DIR has exactly one row with its true size. It prints a summary
-and ``OK``; on the first problem it prints one line naming the file, line and field
-and exits with status 2. The rules are listed in :mod:`hpaseg.submission`.
-"""
-from __future__ import annotations
+"""``python -m hpaseg.validate``: the ``hpaseg validate`` command; its code is :mod:`hpaseg.cli.validate`."""
 
 import sys
-from typing import Sequence
 
-from .errors import ArgumentParser, cli_entry
-from .submission import validate_submission
-
-__all__ = ["build_parser", "main"]
-
-
-def build_parser() -> ArgumentParser:
-    """Command-line options of ``hpaseg validate``."""
-    parser = ArgumentParser(prog="hpaseg validate", description="Check a Kaggle submission CSV strictly.")
-    parser.add_argument("submission", metavar="SUBMISSION", help="submission CSV (ID,ImageWidth,ImageHeight,PredictionString)")
-    parser.add_argument("--data", metavar="DIR", help="folder of the test images; checks IDs and sizes against it")
-    return parser
-
-
-@cli_entry("validate")
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``hpaseg validate``; 0 when valid, 2 on the first problem."""
-    args = build_parser().parse_args(argv)
-    report = validate_submission(args.submission, args.data)
-    print(report.summary())
-    print("OK")
-    return 0
-
+from .cli.validate import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,4 +1,6 @@
-"""Shared fixtures: the real sample data in ../shared/data (read-only)."""
+"""Shared fixtures: the real sample data in ../shared/data (read-only), a tiny synthetic
+dataset and a tiny trained Mask R-CNN, all made with library calls."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,23 +22,91 @@ def shared_data() -> Path:
 def tiny_dataset(tmp_path_factory) -> dict[str, Path]:
     """A tiny synthetic dataset (4 train + 2 test images, 128 px) with COCO files made
     from the synthetic true masks, so model tests do not depend on the segmenter."""
-    from hpaseg import propagate, synth
+    from hpaseg.labels import propagate_dataset
+    from hpaseg.synth import generate_dataset
 
     root = tmp_path_factory.mktemp("tiny")
     data = root / "data"
-    assert synth.main([str(data), "--n-train", "4", "--n-test", "2", "--size", "128", "--seed", "1"]) == 0
+    generate_dataset(data, 4, 2, 128, 1, progress=False)
     dataset = root / "dataset"
-    assert propagate.main(["--csv", str(data / "train.csv"), "--masks", str(data / "masks"), "--data", str(data / "train"), "--out", str(dataset), "--val-fraction", "0.25", "--quiet"]) == 0
-    return {"root": root, "data": data, "train": data / "train", "test": data / "test", "dataset": dataset, "masks": data / "masks"}
+    propagate_dataset(
+        data / "train.csv", data / "masks", dataset, data_dir=data / "train", val_fraction=0.25, progress=False
+    )
+    return {
+        "root": root,
+        "data": data,
+        "train": data / "train",
+        "test": data / "test",
+        "dataset": dataset,
+        "masks": data / "masks",
+    }
 
 
 @pytest.fixture(scope="session")
 def trained_run(tiny_dataset, tmp_path_factory) -> Path:
     """A torchvision DenseNet121-FPN Mask R-CNN trained for 2 iterations on ``tiny_dataset``."""
-    from hpaseg import train
+    from hpaseg.detection import TrainConfig, train_torchvision
 
     run = tmp_path_factory.mktemp("run") / "densenet121"
-    argv = ["--dataset", str(tiny_dataset["dataset"]), "--data", str(tiny_dataset["train"]), "--out", str(run), "--device", "cpu",
-            "--image-size", "128", "--max-iter", "2", "--batch-size", "1", "--checkpoint-period", "1", "--eval-period", "0", "--workers", "0", "--quiet", "--opts", "log_period", "1"]
-    assert train.main(argv) == 0
+    cfg = TrainConfig(
+        dataset=str(tiny_dataset["dataset"]),
+        data=str(tiny_dataset["train"]),
+        out=str(run),
+        device="cpu",
+        image_size=128,
+        max_iter=2,
+        batch_size=1,
+        checkpoint_period=1,
+        eval_period=0,
+        workers=0,
+        log_period=1,
+        warmup_iters=1,
+    )
+    train_torchvision(cfg, progress=False)
     return run
+
+
+#: Input sizes of the tiny classifier runs.
+IMAGE_PX, CROP_PX = 64, 32
+
+
+def _classifier_run(tiny_dataset: dict[str, Path], out: Path, **settings) -> Path:
+    from hpaseg.classification import ClassifyConfig, train_classifier
+
+    cfg = ClassifyConfig(
+        backbone="efficientnet_b0",
+        dataset=str(tiny_dataset["dataset"]),
+        data=str(tiny_dataset["train"]),
+        out=str(out),
+        image_size=IMAGE_PX,
+        crop_size=CROP_PX,
+        epochs=1,
+        device="cpu",
+        workers=0,
+        **settings,
+    )
+    train_classifier(cfg, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def image_run(tiny_dataset, tmp_path_factory) -> Path:
+    """Image level, green channel, BCE, standard augmentation, 1 epoch."""
+    return _classifier_run(
+        tiny_dataset, tmp_path_factory.mktemp("cls") / "image", level="image", channels="green", batch_size=2
+    )
+
+
+@pytest.fixture(scope="session")
+def cell_run(tiny_dataset, tmp_path_factory) -> Path:
+    """Cell level, RGBY crops, focal loss, CutMix, 1 epoch."""
+    return _classifier_run(
+        tiny_dataset,
+        tmp_path_factory.mktemp("cls") / "cell",
+        level="cell",
+        channels="rgby",
+        masks=str(tiny_dataset["masks"]),
+        batch_size=8,
+        loss="focal",
+        augment="cutmix",
+    )

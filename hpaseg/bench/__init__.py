@@ -1,10 +1,11 @@
 """Benchmarks: ``python -m hpaseg.bench <name>``. Each benchmark is a module of this
 package with ``main(argv) -> int`` whose last printed line holds its figures."""
+
 from __future__ import annotations
 
 import importlib
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 __all__ = ["BENCHMARKS", "main"]
 
@@ -25,7 +26,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  {name:<8}  {desc}")
         return 0
     if argv[0] not in BENCHMARKS:
-        print(f"hpaseg bench: error: unknown benchmark {argv[0]!r}; expected one of {', '.join(BENCHMARKS)}", file=sys.stderr)
+        print(
+            f"hpaseg bench: error: unknown benchmark {argv[0]!r}; expected one of {', '.join(BENCHMARKS)}",
+            file=sys.stderr,
+        )
         return 2
     module = importlib.import_module(f"hpaseg.bench.{argv[0]}")
     return int(module.main(argv[1:]) or 0)

@@ -9,24 +9,27 @@ every cell and prints the time per cell of each. The last line is
 ``bytes_equal=<bool> speedup=<ref/one-pass>x``. Exit status 0 when the bytes are
 equal, 1 when they differ, 2 on a missing or unreadable mask.
 """
+
 from __future__ import annotations
 
 import statistics
 import sys
 import time
-from pathlib import Path
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ..errors import ArgumentParser, InputError, cli_entry
+from ..cli.base import ArgumentParser, cli_entry
+from ..errors import InputError
 from ..io import read_mask
 from ..submission import encode_binary_mask, encode_label_image
+from ..synth import synthetic_field
 
-__all__ = ["DEFAULT_MASK", "reference_encode", "time_median", "build_parser", "main"]
+__all__ = ["reference_encode", "time_median", "build_parser", "main"]
 
-#: The real 21-cell mask of HPA image 1000_A12_2 (../shared/data relative to the repository).
-DEFAULT_MASK = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "hpa_1000_A12_2" / "1000_A12_2_cellmask.png"
+#: Side (px) and seed of the synthetic label image encoded when no ``--mask`` is given.
+_DEFAULT_SIZE_PX = 2048
+_DEFAULT_SEED = 0
 
 
 def reference_encode(label_image: np.ndarray, cells: Sequence[int]) -> dict[int, str]:
@@ -59,9 +62,17 @@ def time_median(fn: Callable[[], object], repeats: int) -> float:
 
 def build_parser() -> ArgumentParser:
     """Command-line options of ``python -m hpaseg.bench encode``."""
-    parser = ArgumentParser(prog="hpaseg bench encode", description="One-pass mask encoder vs the organizers' per-mask reference.")
-    parser.add_argument("--mask", default=str(DEFAULT_MASK), help="label image to encode (default: the real 1000_A12_2 cell mask in ../shared/data)")
-    parser.add_argument("--repeats", type=int, default=7, help="timed runs of each encoder, after a warm-up (default 7)")
+    parser = ArgumentParser(
+        prog="hpaseg bench encode", description="One-pass mask encoder vs the organizers' per-mask reference."
+    )
+    parser.add_argument(
+        "--mask",
+        default=None,
+        help="label image to encode, e.g. a real HPA cell mask (default: the cells of a synthetic 2048-px field, hpaseg.synth.synthetic_field, seed 0)",
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=7, help="timed runs of each encoder, after a warm-up (default 7)"
+    )
     return parser
 
 
@@ -71,17 +82,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.repeats < 1:
         raise InputError(f"--repeats {args.repeats}: expected a positive integer")
-    mask = read_mask(args.mask)
+    if args.mask is None:
+        mask, source = (
+            synthetic_field(np.random.default_rng(_DEFAULT_SEED), _DEFAULT_SIZE_PX)[1].cell_mask,
+            f"synthetic field ({_DEFAULT_SIZE_PX} px, seed {_DEFAULT_SEED})",
+        )
+    else:
+        mask, source = read_mask(args.mask), args.mask
     cells = [int(k) for k in np.unique(mask) if k != 0]  # found once, outside the timed loop
     reference = reference_encode(mask, cells)
     if not reference:
-        raise InputError(f"{args.mask}: the mask has no cells (all zero); nothing to encode")
+        raise InputError(f"{source}: the mask has no cells (all zero); nothing to encode")
     fast = encode_label_image(mask)
     bytes_equal = fast == reference
     n = len(reference)
     t_ref = time_median(lambda: reference_encode(mask, cells), args.repeats)
     t_fast = time_median(lambda: encode_label_image(mask), args.repeats)
-    print(f"mask: {args.mask} ({mask.shape[1]}x{mask.shape[0]}, {n} cells), median of {args.repeats} runs")
+    print(f"mask: {source} ({mask.shape[1]}x{mask.shape[0]}, {n} cells), median of {args.repeats} runs")
     print(f"reference encode_binary_mask(mask == k): {1e3 * t_ref / n:8.3f} ms/cell  ({1e3 * t_ref:8.2f} ms total)")
     print(f"one-pass encode_label_image(mask):       {1e3 * t_fast / n:8.3f} ms/cell  ({1e3 * t_fast:8.2f} ms total)")
     if not bytes_equal:

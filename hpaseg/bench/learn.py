@@ -6,21 +6,24 @@ labelling every segmented cell with random classes and next to the weak-label or
 (each cell labelled with its image's true labels), with the training loss at the first
 and last log step. All figures come from that run (``OUT/demo_summary.json``).
 """
+
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
-from .. import demo, io
-from ..errors import ArgumentParser, cli_entry
+from ..cli.base import ArgumentParser, cli_entry, configure_output
+from ..pipeline.demo import ORACLE, PRIOR, RANDOM, DemoConfig, run_demo
 
 __all__ = ["build_parser", "main"]
 
 
 def build_parser() -> ArgumentParser:
     """Options of ``python -m hpaseg.bench learn``."""
-    parser = ArgumentParser(prog="hpaseg bench learn", description="Train a Mask R-CNN on synthetic data on the CPU and compare it with baselines.")
+    parser = ArgumentParser(
+        prog="hpaseg bench learn",
+        description="Train a Mask R-CNN on synthetic data on the CPU and compare it with baselines.",
+    )
     parser.add_argument("--out", default="runs/learn", help="output folder (default runs/learn)")
     parser.add_argument("--n-train", type=int, default=200)
     parser.add_argument("--n-test", type=int, default=20)
@@ -38,18 +41,16 @@ def build_parser() -> ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the learning check."""
     args = build_parser().parse_args(argv)
-    rc = demo.main(["--out", args.out, "--n-train", str(args.n_train), "--n-test", str(args.n_test), "--size", str(args.size), "--seed", str(args.seed),
-                    "--backbone", args.backbone, "--train-iters", str(args.train_iters), "--image-size", str(args.image_size),
-                    "--batch-size", str(args.batch_size), "--lr", str(args.lr)])
-    if rc:
-        return rc
-    summary = io.read_json(Path(args.out) / "demo_summary.json")
+    configure_output()
+    summary = run_demo(DemoConfig(**vars(args)))
     scores = summary["mAP"]
     model = next(v for k, v in scores.items() if k.startswith("Mask R-CNN"))
     loss = summary["training_loss"]
-    print(f"maskrcnn_map={model:.4f} random_map={scores['random labels']:.4f} prior_map={scores['prior baseline (no training)']:.4f} "
-          f"weak_oracle_map={next(v for k, v in scores.items() if k.startswith('weak-label oracle')):.4f} loss_first={loss['first']:.3f} loss_last={loss['last']:.3f} "
-          f"seconds={summary['seconds']:.0f}")
+    print(
+        f"maskrcnn_map={model:.4f} random_map={scores[RANDOM]:.4f} prior_map={scores[PRIOR]:.4f} "
+        f"weak_oracle_map={scores[ORACLE]:.4f} loss_first={loss['first']:.3f} loss_last={loss['last']:.3f} "
+        f"seconds={summary['seconds']:.0f}"
+    )
     return 0
 
 

@@ -13,19 +13,24 @@ Example (GPU, as recorded in benchmarks/RESULTS.md)::
 
     python -m hpaseg.bench train --device cuda --amp --image-size 1024 --batch-size 4 --iters 10
 """
+
 from __future__ import annotations
 
 import importlib.util
-import json
 import sys
 import time
-from pathlib import Path
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 
-from ..errors import ArgumentParser, InputError, cli_entry
+from ..cli.base import ArgumentParser, cli_entry
+from ..detection import build_maskrcnn, target_from_cells
+from ..detection.detectron2 import load_config
+from ..errors import InputError
+from ..io import write_json
+from ..synth import image_rng, synth_image
+from ..transforms import to_tensor
 
 __all__ = ["build_parser", "main"]
 
@@ -33,12 +38,13 @@ TORCHVISION_BACKBONES = ("densenet121", "densenet121_c5", "resnet101_fpn", "resn
 #: Detections per image at inference, the same for both engines: with random weights and no
 #: score threshold every model returns exactly this many, so the mask head's work is equal.
 DETECTIONS_TIMED = 100
-DETECTRON2_CONFIGS = {"resnet101_fpn": "mask_rcnn_R_101_FPN_hpa.yaml", "resnext101_fpn": "mask_rcnn_X_101_32x8d_FPN_hpa.yaml"}
+DETECTRON2_CONFIGS = {
+    "resnet101_fpn": "mask_rcnn_R_101_FPN_hpa.yaml",
+    "resnext101_fpn": "mask_rcnn_X_101_32x8d_FPN_hpa.yaml",
+}
 
 
 def _batch(size: int, n: int, seed: int) -> list[tuple[np.ndarray, np.ndarray, dict[int, tuple[int, ...]]]]:
-    from ..synth import image_rng, synth_image
-
     out = []
     for i in range(n):
         s = synth_image(image_rng(seed, "test", i), size)
@@ -61,11 +67,22 @@ def _time_steps(step, iters: int, device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def _measure(model: torch.nn.Module, losses: Callable[[], dict], detect: Callable[[], list[int]], n_images: int, *, device: torch.device, amp: bool, iters: int) -> tuple[float, float, float]:
+def _measure(
+    model: torch.nn.Module,
+    losses: Callable[[], dict],
+    detect: Callable[[], list[int]],
+    n_images: int,
+    *,
+    device: torch.device,
+    amp: bool,
+    iters: int,
+) -> tuple[float, float, float]:
     """Time ``iters`` SGD steps on ``losses()`` and ``iters`` calls of ``detect()`` (which
     returns the detection count of each image): (train images/s, inference images/s,
     mean detections per image)."""
-    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.0, momentum=0.9)  # lr 0: the same computation every timed step
+    optimizer = torch.optim.SGD(
+        [p for p in model.parameters() if p.requires_grad], lr=0.0, momentum=0.9
+    )  # lr 0: the same computation every timed step
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
 
     def train_step() -> None:
@@ -90,30 +107,51 @@ def _measure(model: torch.nn.Module, losses: Callable[[], dict], detect: Callabl
     return train_ips, infer_ips, float(np.mean(detections))
 
 
-def bench_torchvision(backbone: str, batch, *, device: torch.device, amp: bool, iters: int, image_size: int) -> tuple[float, float, float]:
+def bench_torchvision(
+    backbone: str, batch, *, device: torch.device, amp: bool, iters: int, image_size: int
+) -> tuple[float, float, float]:
     """(training images/s, inference images/s, detections per image) of a torchvision Mask R-CNN."""
-    from ..dataset import target_from_cells
-    from ..models.maskrcnn import build_maskrcnn
-
     model = build_maskrcnn(backbone, image_size=image_size, score_threshold=0.0).to(device)
     model.roi_heads.detections_per_img = DETECTIONS_TIMED
-    images = [torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float().div(255).to(device) for img, _, _ in batch]
+    images = [to_tensor(img).to(device) for img, _, _ in batch]
     targets = [{k: v.to(device) for k, v in target_from_cells(cells, labels).items()} for _, cells, labels in batch]
-    return _measure(model, lambda: model(images, targets), lambda: [len(o["boxes"]) for o in model(images)], len(images), device=device, amp=amp, iters=iters)
+    return _measure(
+        model,
+        lambda: model(images, targets),
+        lambda: [len(o["boxes"]) for o in model(images)],
+        len(images),
+        device=device,
+        amp=amp,
+        iters=iters,
+    )
 
 
-def bench_detectron2(backbone: str, batch, *, device: torch.device, amp: bool, iters: int, image_size: int) -> tuple[float, float, float]:
+def bench_detectron2(
+    backbone: str, batch, *, device: torch.device, amp: bool, iters: int, image_size: int
+) -> tuple[float, float, float]:
     """(training images/s, inference images/s, detections per image) of a detectron2 Mask R-CNN."""
     from detectron2.modeling import build_model
     from detectron2.modeling.backbone.resnet import BottleneckBlock
     from detectron2.structures import BitMasks, Instances
     from detectron2.utils.events import EventStorage
 
-    from ..models.detectron2_engine import CONFIG_DIR, load_config
-
-    cfg = load_config(CONFIG_DIR / DETECTRON2_CONFIGS[backbone], ["MODEL.WEIGHTS", "", "MODEL.DEVICE", device.type, "HPA.IMAGE_SIZE", str(image_size),
-                                                                  "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0", "TEST.DETECTIONS_PER_IMAGE", str(DETECTIONS_TIMED),
-                                                                  "MODEL.PIXEL_STD", "[57.375, 57.12, 58.395, 57.2475]"])
+    cfg = load_config(
+        DETECTRON2_CONFIGS[backbone],
+        [
+            "MODEL.WEIGHTS",
+            "",
+            "MODEL.DEVICE",
+            device.type,
+            "HPA.IMAGE_SIZE",
+            str(image_size),
+            "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
+            "0.0",
+            "TEST.DETECTIONS_PER_IMAGE",
+            str(DETECTIONS_TIMED),
+            "MODEL.PIXEL_STD",
+            "[57.375, 57.12, 58.395, 57.2475]",
+        ],
+    )
     model = build_model(cfg).to(device)
     # Randomly initialised frozen-BN ResNets blow their activations up (no statistics to
     # normalise them), and then return no detections. Starting every residual block as the
@@ -134,25 +172,44 @@ def bench_detectron2(backbone: str, batch, *, device: torch.device, amp: bool, i
         inst = Instances(cells.shape)
         bit = BitMasks(torch.from_numpy(np.stack(masks)))
         inst.gt_masks, inst.gt_boxes, inst.gt_classes = bit, bit.get_bounding_boxes(), torch.tensor(classes)
-        inputs.append({"image": torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float(), "instances": inst, "height": cells.shape[0], "width": cells.shape[1]})
+        inputs.append(
+            {
+                "image": torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float(),
+                "instances": inst,
+                "height": cells.shape[0],
+                "width": cells.shape[1],
+            }
+        )
     plain = [{k: v for k, v in d.items() if k != "instances"} for d in inputs]
 
     def losses() -> dict:
         with EventStorage(0):  # detectron2 logs into an event storage while training
             return model(inputs)
 
-    return _measure(model, losses, lambda: [len(o["instances"]) for o in model(plain)], len(inputs), device=device, amp=amp, iters=iters)
+    return _measure(
+        model,
+        losses,
+        lambda: [len(o["instances"]) for o in model(plain)],
+        len(inputs),
+        device=device,
+        amp=amp,
+        iters=iters,
+    )
 
 
 def build_parser() -> ArgumentParser:
     """Options of ``python -m hpaseg.bench train``."""
-    parser = ArgumentParser(prog="hpaseg bench train", description="Mask R-CNN training/inference throughput per backbone and engine.")
+    parser = ArgumentParser(
+        prog="hpaseg bench train", description="Mask R-CNN training/inference throughput per backbone and engine."
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cuda or cpu")
     parser.add_argument("--amp", action="store_true", help="mixed precision (CUDA)")
     parser.add_argument("--image-size", type=int, default=256, help="image size in px (default 256)")
     parser.add_argument("--batch-size", type=int, default=2, help="images per step (default 2)")
     parser.add_argument("--iters", type=int, default=2, help="timed steps after one warm-up (default 2)")
-    parser.add_argument("--backbones", nargs="+", default=list(TORCHVISION_BACKBONES), help="torchvision backbones to time")
+    parser.add_argument(
+        "--backbones", nargs="+", default=list(TORCHVISION_BACKBONES), help="torchvision backbones to time"
+    )
     parser.add_argument("--engines", nargs="+", default=["torchvision", "detectron2"], help="engines to time")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--out-json", help="also write the figures here")
@@ -187,8 +244,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{'engine':<12} {'backbone':<16} {'train img/s':>12} {'infer img/s':>12} {'dets/img':>9}")
     for engine, backbone in runs:
         fn = bench_torchvision if engine == "torchvision" else bench_detectron2
-        train_ips, infer_ips, dets = fn(backbone, batch, device=device, amp=amp, iters=args.iters, image_size=args.image_size)
-        rows.append({"engine": engine, "backbone": backbone, "train_images_per_s": train_ips, "infer_images_per_s": infer_ips, "detections_per_image": dets})
+        train_ips, infer_ips, dets = fn(
+            backbone, batch, device=device, amp=amp, iters=args.iters, image_size=args.image_size
+        )
+        rows.append(
+            {
+                "engine": engine,
+                "backbone": backbone,
+                "train_images_per_s": train_ips,
+                "infer_images_per_s": infer_ips,
+                "detections_per_image": dets,
+            }
+        )
         print(f"{engine:<12} {backbone:<16} {train_ips:>12.3f} {infer_ips:>12.3f} {dets:>9.0f}", flush=True)
         if device.type == "cuda":
             torch.cuda.empty_cache()
@@ -199,9 +266,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return tv["train_images_per_s"] / d2["train_images_per_s"] if tv and d2 else float("nan")
 
     if args.out_json:
-        from ..io import write_json
-
-        write_json(args.out_json, {"device": name, "image_size": args.image_size, "batch_size": args.batch_size, "iters": args.iters, "amp": amp, "rows": rows}, indent=2)
+        write_json(
+            args.out_json,
+            {
+                "device": name,
+                "image_size": args.image_size,
+                "batch_size": args.batch_size,
+                "iters": args.iters,
+                "amp": amp,
+                "rows": rows,
+            },
+            indent=2,
+        )
     print(f"r101_fpn_tv_over_d2={ratio('resnet101_fpn'):.2f} x101_fpn_tv_over_d2={ratio('resnext101_fpn'):.2f}")
     return 0
 

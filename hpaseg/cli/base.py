@@ -1,0 +1,147 @@
+"""What every CLI shares: an argument parser that raises instead of exiting, and the
+wrapper that turns an :class:`~hpaseg.errors.InputError` into one line and exit code 2,
+writing the flag that set a parameter where the library named the parameter."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+import re
+import sys
+from collections.abc import Callable, Sequence
+
+from ..errors import InputError
+
+__all__ = [
+    "ArgumentParser",
+    "cli_entry",
+    "flag_of",
+    "message_for_cli",
+    "add_quiet",
+    "configure_output",
+    "EXIT_INPUT_ERROR",
+]
+
+#: Exit code of a CLI given input it cannot use (argparse's convention).
+EXIT_INPUT_ERROR = 2
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """An ``argparse.ArgumentParser`` that raises :class:`InputError` instead of exiting,
+    so ``main(argv)`` can be called from tests and still returns 2 on a bad option."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise InputError(f"{message} (see '{self.prog} --help')")
+
+
+class _Stream(logging.StreamHandler):
+    """A handler writing to whatever ``sys.stdout`` / ``sys.stderr`` is when a record is
+    emitted (so output redirected after set-up, as in tests, is followed)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self._name = name
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return getattr(sys, self._name)
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+class _Below(logging.Filter):
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < self.level
+
+
+def configure_output() -> None:
+    """Route hpaseg's log records: information to stdout (as plain lines), warnings and
+    errors to stderr (``warning: ...``). Idempotent."""
+    logger = logging.getLogger("hpaseg")
+    for handler in list(logger.handlers):
+        if isinstance(handler, _Stream):
+            logger.removeHandler(handler)
+    info = _Stream("stdout")
+    info.addFilter(_Below(logging.WARNING))
+    info.setFormatter(logging.Formatter("%(message)s"))
+    warn = _Stream("stderr")
+    warn.setLevel(logging.WARNING)
+    warn.setFormatter(logging.Formatter("%(levelname)s: %(message)s".replace("%(levelname)s", "warning")))
+    logger.addHandler(info)
+    logger.addHandler(warn)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+def add_quiet(parser: argparse.ArgumentParser) -> None:
+    """The ``--quiet`` option every stage has: no progress bars (for logs of batch jobs)."""
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def flag_of(parser: argparse.ArgumentParser, param: str) -> str:
+    """The flag (e.g. ``--fusion-weight``) of the option whose destination is ``param``;
+    ``--`` + the name with dashes when no option has it (a setting of a grid, say).
+
+    >>> p = ArgumentParser(prog="x"); _ = p.add_argument("--fusion-weight", type=float)
+    >>> flag_of(p, "fusion_weight"), flag_of(p, "crop_size")
+    ('--fusion-weight', '--crop-size')
+    """
+    for action in parser._actions:  # argparse keeps its actions here; there is no public accessor
+        if action.dest == param:
+            if action.option_strings:
+                return max(action.option_strings, key=len)
+            return str(action.metavar or action.dest.upper())  # a positional argument
+    return "--" + param.replace("_", "-")
+
+
+def message_for_cli(exc: InputError, parser: argparse.ArgumentParser | None) -> str:
+    """The one-line message of ``exc`` with each parameter it names written as its flag.
+
+    >>> p = ArgumentParser(prog="x"); _ = p.add_argument("--level"); _ = p.add_argument("--masks")
+    >>> message_for_cli(InputError("level cell needs masks", param=("level", "masks")), p)
+    '--level cell needs --masks'
+    """
+    message = " ".join(str(exc).split())  # always one line
+    if parser is None:
+        return message
+    for param in exc.params:
+        flag = flag_of(parser, param)
+        message = re.sub(rf"(?<![\w-]){re.escape(param)}(?![\w-])", flag.replace("\\", "\\\\"), message, count=1)
+    return message
+
+
+def cli_entry(
+    prog: str, build_parser: Callable[[], argparse.ArgumentParser] | None = None
+) -> Callable[[Callable[[Sequence[str] | None], int]], Callable[[Sequence[str] | None], int]]:
+    """Decorate a ``main(argv) -> int`` so an :class:`InputError` becomes a one-line
+    message ``hpaseg <prog>: error: ...`` on stderr and exit code 2.
+
+    Parameters
+    ----------
+    prog : str
+        The stage's name, as in ``hpaseg <prog>``.
+    build_parser : callable, optional
+        The stage's parser: an error about a library parameter then names the flag
+        that set it (:func:`flag_of`).
+    """
+
+    def decorate(fn: Callable[[Sequence[str] | None], int]) -> Callable[[Sequence[str] | None], int]:
+        @functools.wraps(fn)
+        def wrapper(argv: Sequence[str] | None = None) -> int:
+            try:
+                return fn(argv)
+            except InputError as exc:
+                parser = build_parser() if build_parser is not None and exc.param else None
+                print(f"hpaseg {prog}: error: {message_for_cli(exc, parser)}", file=sys.stderr)
+                return EXIT_INPUT_ERROR
+
+        return wrapper
+
+    return decorate

@@ -1,0 +1,155 @@
+"""``hpaseg segment``: cell and nucleus masks of a folder of images
+(:func:`hpaseg.segmentation.segment_images` with a segmenter of :func:`hpaseg.segmentation.make_segmenter`)."""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+from ..io import check_output_path
+from ..segmentation import METHODS, WatershedParams, make_segmenter, segment_images
+from ..segmentation.hpacellseg import HPA_WEIGHTS_HINT
+from .base import ArgumentParser, add_quiet, cli_entry, configure_output
+
+__all__ = ["build_parser", "parse_shard", "main"]
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """Parse ``--shard I/N`` (0-based shard ``I`` of ``N``).
+
+    >>> parse_shard("1/4")
+    (1, 4)
+    >>> parse_shard("3/2")
+    Traceback (most recent call last):
+    ...
+    hpaseg.errors.InputError: --shard: expected I/N with 0 <= I < N (e.g. 0/4 for the first of 4 shards), got '3/2'
+    """
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
+    if not match or not 0 <= int(match.group(1)) < int(match.group(2)):
+        raise InputError(f"--shard: expected I/N with 0 <= I < N (e.g. 0/4 for the first of 4 shards), got {text!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
+def build_parser() -> ArgumentParser:
+    """The ``hpaseg segment`` argument parser."""
+    parser = ArgumentParser(
+        prog="hpaseg segment",
+        description="Segment cells and nuclei: write {ID}_cellmask.png and {ID}_nucleimask.png (16-bit, original size, cell k holds nucleus k).",
+    )
+    files = parser.add_argument_group("input and output")
+    files.add_argument(
+        "--data",
+        required=True,
+        type=Path,
+        metavar="IMAGE_DIR",
+        help="folder of {ID}_{red,green,blue,yellow}.png images",
+    )
+    files.add_argument("--out", required=True, type=Path, metavar="MASKS", help="folder for the mask PNGs")
+    files.add_argument("--ids", nargs="+", metavar="ID", help="segment only these images (default: all)")
+    method = parser.add_argument_group("method")
+    method.add_argument(
+        "--method",
+        choices=METHODS,
+        default="watershed",
+        help="watershed (default, no weights), hpacellseg (HPA-Cell-Segmentation models) or precomputed (read masks)",
+    )
+    method.add_argument(
+        "--working-size-px",
+        type=int,
+        default=WatershedParams.working_size_px,
+        help="watershed: longest side of the working image (default %(default)s)",
+    )
+    method.add_argument(
+        "--precomputed",
+        dest="mask_dir",
+        type=Path,
+        metavar="DIR",
+        help="precomputed: folder of {ID}_cellmask.png + {ID}_nucleimask.png or {ID}.npz",
+    )
+    hpa = parser.add_argument_group("hpacellseg method")
+    hpa.add_argument(
+        "--nuclei-model",
+        type=Path,
+        metavar="PATH",
+        help="nucleus model file (dpn_unet_nuclei_v1.pth); trusted files only (whole pickled model)",
+    )
+    hpa.add_argument(
+        "--cell-model", type=Path, metavar="PATH", help="3-channel cell model file (dpn_unet_cell_3ch_v1.pth)"
+    )
+    hpa.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
+    hpa.add_argument(
+        "--scale-factor", type=float, default=0.25, help="scale images by this before the networks (default 0.25)"
+    )
+    hpa.add_argument(
+        "--padding", action="store_true", help="pad scaled images to a multiple of 32 px (for e.g. 1728-px images)"
+    )
+    run = parser.add_argument_group("execution")
+    run.add_argument("--workers", type=int, default=1, help="segmenting processes (default 1: in this process)")
+    run.add_argument("--read-threads", type=int, default=4, help="image-decoding threads (default 4)")
+    run.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="do only every N-th image of the sorted list, starting at I (0-based): 0/4 .. 3/4 for 4 array tasks",
+    )
+    run.add_argument("--overwrite", action="store_true", help="redo images whose masks exist (default: skip them)")
+    add_quiet(parser)
+    return parser
+
+
+def _options(args: Any) -> dict[str, Any]:
+    """Options of the chosen method; options of another method are an error."""
+    given = {"--precomputed": args.mask_dir, "--nuclei-model": args.nuclei_model, "--cell-model": args.cell_model}
+    owner = {"--precomputed": "precomputed", "--nuclei-model": "hpacellseg", "--cell-model": "hpacellseg"}
+    for option, value in given.items():
+        if value is not None and owner[option] != args.method:
+            raise InputError(f"{option} is only used with --method {owner[option]} (got --method {args.method})")
+    if args.method == "watershed":
+        return {"working_size_px": args.working_size_px}
+    if args.method == "precomputed":
+        if args.mask_dir is None:
+            raise InputError("--method precomputed needs --precomputed DIR (the folder of the masks)")
+        return {"mask_dir": args.mask_dir}
+    missing = [o for o in ("--nuclei-model", "--cell-model") if given[o] is None]
+    if missing:
+        raise InputError(f"--method hpacellseg needs {' and '.join(missing)} PATH; {HPA_WEIGHTS_HINT}")
+    return {
+        "nuclei_model": args.nuclei_model,
+        "cell_model": args.cell_model,
+        "device": args.device,
+        "scale_factor": args.scale_factor,
+        "padding": args.padding,
+    }
+
+
+@cli_entry("segment", build_parser)
+def main(argv: Sequence[str] | None = None) -> int:
+    """``hpaseg segment``: see :func:`build_parser`; returns 0, or 2 on bad input."""
+    args = build_parser().parse_args(argv)
+    configure_output()
+    shard = parse_shard(args.shard) if args.shard is not None else None
+    if args.read_threads < 1:
+        raise InputError(f"--read-threads: expected at least 1, got {args.read_threads}")
+    segmenter = make_segmenter(args.method, **_options(args))
+    check_output_path(args.out, option="--out", folder=True)
+    summary = segment_images(
+        args.data,
+        args.out,
+        args.ids,
+        segmenter,
+        workers=args.workers,
+        shard=shard,
+        overwrite=args.overwrite,
+        read_threads=args.read_threads,
+        progress=not args.quiet,
+    )
+    hint = " (--overwrite redoes them)" if summary.n_skipped else ""
+    print(summary.line() + hint)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

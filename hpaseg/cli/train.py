@@ -1,0 +1,166 @@
+"""``hpaseg train``: Mask R-CNN on propagated cell labels, torchvision engine
+(:func:`hpaseg.detection.train_torchvision`) or detectron2 engine
+(:func:`hpaseg.detection.detectron2.train_detectron2`).
+
+Runs on the CPU (smoke runs), one GPU, or many GPUs and nodes: start one process per
+GPU with ``torchrun`` or ``srun`` (``slurm/run-model.sbatch``).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..detection import BACKBONES, REFERENCE_BATCH, TrainConfig, train_torchvision
+from ..detection.detectron2 import Detectron2TrainConfig, train_detectron2
+from ..errors import InputError
+from ..io import check_output_path
+from ..runtime.config import apply_opts
+from ..runtime.hardware import default_device, default_workers
+from .base import ArgumentParser, add_quiet, cli_entry, configure_output
+
+__all__ = ["ENGINES", "build_parser", "main"]
+
+#: Training engines.
+ENGINES: tuple[str, ...] = ("torchvision", "detectron2")
+
+
+def build_parser() -> ArgumentParser:
+    """Command-line options of ``hpaseg train``."""
+    d = TrainConfig()
+    parser = ArgumentParser(
+        prog="hpaseg train",
+        description="Train Mask R-CNN on propagated cell labels (torchvision or detectron2 engine).",
+    )
+    g = parser.add_argument_group("model")
+    g.add_argument("--engine", default="torchvision", help="torchvision (default) or detectron2")
+    g.add_argument(
+        "--backbone",
+        default=d.backbone,
+        help=f"torchvision engine: one of {', '.join(BACKBONES)} (default {d.backbone})",
+    )
+    g.add_argument(
+        "--config",
+        help="detectron2 engine: a YAML of detectron_configs/ (a path, or a shipped name such as mask_rcnn_R_101_FPN_hpa.yaml)",
+    )
+    g.add_argument(
+        "--pretrained",
+        default=None,
+        help="torchvision engine: 'imagenet' (download) or a torchvision RGB classification checkpoint to adapt to RGBY",
+    )
+    g = parser.add_argument_group("data and output")
+    g.add_argument("--dataset", required=True, help="folder with train.json/val.json from hpaseg propagate")
+    g.add_argument("--data", required=True, help="folder of the training images")
+    g.add_argument("--out", required=True, help="run folder (checkpoints, logs, config.yaml)")
+    g.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    g = parser.add_argument_group("schedule")
+    g.add_argument(
+        "--image-size", type=int, default=d.image_size, help=f"working size, longer side in px (default {d.image_size})"
+    )
+    g.add_argument(
+        "--batch-size",
+        type=int,
+        default=d.batch_size,
+        help=f"images per process per iteration (default {d.batch_size})",
+    )
+    g.add_argument("--max-iter", type=int, default=d.max_iter, help=f"iterations (default {d.max_iter})")
+    g.add_argument(
+        "--lr",
+        dest="base_lr",
+        type=float,
+        default=d.base_lr,
+        help=f"learning rate for {REFERENCE_BATCH} images per iteration, scaled linearly (default {d.base_lr})",
+    )
+    g.add_argument(
+        "--checkpoint-period",
+        type=int,
+        default=d.checkpoint_period,
+        help=f"iterations between checkpoints (default {d.checkpoint_period})",
+    )
+    g.add_argument(
+        "--eval-period",
+        type=int,
+        default=d.eval_period,
+        help=f"iterations between validation mAPs, 0 = end only (default {d.eval_period})",
+    )
+    g = parser.add_argument_group("hardware")
+    g.add_argument("--device", default=default_device(), help="cuda or cpu (default: cuda when available)")
+    g.add_argument(
+        "--workers", type=int, default=None, help="data-loader processes per GPU (default: CPUs - 1, at most 8)"
+    )
+    g.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
+    g.add_argument("--seed", type=int, default=d.seed, help=f"seed (default {d.seed})")
+    parser.add_argument(
+        "--opts",
+        nargs="+",
+        default=[],
+        metavar="KEY VALUE",
+        help="override config keys, e.g. --opts warmup_iters 50 schedule step",
+    )
+    add_quiet(parser)
+    return parser
+
+
+def _train_detectron2(args) -> int:
+
+    if not args.config:
+        raise InputError(
+            "--engine detectron2 needs --config, e.g. mask_rcnn_R_101_FPN_hpa.yaml (a shipped config) or a YAML of your own"
+        )
+    settings = Detectron2TrainConfig(
+        config=args.config,
+        dataset=str(args.dataset),
+        data=str(args.data),
+        out=str(args.out),
+        device=args.device,
+        opts=list(args.opts),
+        pretrained=args.pretrained,
+        workers=args.workers,
+        amp=not args.no_amp,
+        seed=args.seed,
+    )
+    final = train_detectron2(settings, resume=args.resume, progress=not args.quiet)
+    print(f"wrote {final}")
+    return 0
+
+
+@cli_entry("train", build_parser)
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``hpaseg train``."""
+    args = build_parser().parse_args(argv)
+    configure_output()
+    for name in ("dataset", "data"):
+        if not Path(getattr(args, name)).is_dir():
+            raise InputError(f"--{name} {getattr(args, name)}: no such folder")
+    check_output_path(args.out, option="--out", folder=True)
+    if args.engine not in ENGINES:
+        raise InputError(f"--engine {args.engine!r}: expected torchvision or detectron2")
+    if args.engine == "detectron2":
+        return _train_detectron2(args)
+    if args.config:
+        raise InputError("--config is for --engine detectron2; the torchvision engine takes options and --opts")
+    cfg = TrainConfig(
+        backbone=args.backbone,
+        dataset=str(args.dataset),
+        data=str(args.data),
+        out=str(args.out),
+        image_size=args.image_size,
+        batch_size=args.batch_size,
+        max_iter=args.max_iter,
+        base_lr=args.base_lr,
+        checkpoint_period=args.checkpoint_period,
+        eval_period=args.eval_period,
+        pretrained=args.pretrained,
+        device=args.device,
+        workers=default_workers() if args.workers is None else args.workers,
+        amp=not args.no_amp,
+        seed=args.seed,
+        warmup_iters=min(TrainConfig.warmup_iters, max(1, args.max_iter // 5)),
+    )
+    train_torchvision(apply_opts(cfg, args.opts), resume=args.resume, progress=not args.quiet)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""Loading RGB (or BGR) pretrained detectron2 checkpoints into four-channel (RGBY) models."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ...runtime.stems import rgb_to_rgby_weight
+
+__all__ = ["RGBYCheckpointer", "STEM_KEY"]
+
+#: State-dict key of the ResNet stem convolution in detectron2's FPN backbones.
+STEM_KEY = "backbone.bottom_up.stem.conv1.weight"
+
+
+def RGBYCheckpointer(model, save_dir: str = "", *, pretrained_format: str = "BGR", **kwargs):
+    """A ``DetectionCheckpointer`` that adapts a 3-channel stem to the model's 4 channels on load.
+
+    ``pretrained_format`` is the channel order of the checkpoint's stem (``BGR`` for the
+    MSRA ImageNet models of detectron2's zoo, ``RGB`` for FAIR's and torchvision's).
+    """
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.checkpoint.c2_model_loading import align_and_update_state_dicts
+
+    class _RGBYCheckpointer(DetectionCheckpointer):
+        def _load_model(self, checkpoint):
+            if checkpoint.get("matching_heuristics", False):
+                self._convert_ndarray_to_tensor(checkpoint["model"])
+                checkpoint["model"] = align_and_update_state_dicts(
+                    self.model.state_dict(),
+                    checkpoint["model"],
+                    c2_conversion=checkpoint.get("__author__", None) == "Caffe2",
+                )
+                checkpoint["matching_heuristics"] = False
+            weights = checkpoint["model"]
+            own = self.model.state_dict()
+            if STEM_KEY in weights and STEM_KEY in own:
+                stem = (
+                    torch.as_tensor(np.asarray(weights[STEM_KEY]))
+                    if not isinstance(weights[STEM_KEY], torch.Tensor)
+                    else weights[STEM_KEY]
+                )
+                if stem.shape[1] == 3 and own[STEM_KEY].shape[1] == 4:
+                    if pretrained_format.upper() == "BGR":
+                        stem = stem[:, [2, 1, 0]]
+                    weights[STEM_KEY] = rgb_to_rgby_weight(stem)
+                    self.logger.info("adapted the %s stem of the checkpoint to RGBY", pretrained_format)
+            return super()._load_model(checkpoint)
+
+    return _RGBYCheckpointer(model, save_dir, **kwargs)

@@ -1,0 +1,112 @@
+"""detectron2 data: ``hpa_train``/``hpa_val`` registered from the COCO files of
+``hpaseg propagate`` (explicitly, no import side effect), and a mapper reading the
+four-channel image cache of :mod:`hpaseg.labels.cache`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ...classes import CLASS_NAMES
+from ...errors import InputError
+from ...labels import build_cache, cache_folder, cache_paths, load_coco_split
+from ...transforms import working_shape
+
+__all__ = ["register_hpa_datasets", "HPADatasetMapper"]
+
+
+def _records_to_dicts(records, cache_dir: Path, image_size: int) -> list[dict]:
+    out = []
+    for rec in records:
+        h, w = working_shape(rec.height, rec.width, image_size)
+        # height/width = working size: evaluation compares at that resolution.
+        out.append(
+            {
+                "file_name": rec.image_id,
+                "image_id": rec.image_id,
+                "height": h,
+                "width": w,
+                "cells": rec.cells,
+                "cache_dir": str(cache_dir),
+            }
+        )
+    return out
+
+
+def register_hpa_datasets(cfg, *, fill_cache: bool = True, progress: bool = True) -> dict[str, int]:
+    """Register ``hpa_train`` and ``hpa_val`` (replacing earlier registrations) and fill the image cache.
+
+    Returns the number of images of each.
+    """
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    dataset_dir = Path(cfg.HPA.DATASET_DIR)
+    train = [r for r in load_coco_split(dataset_dir / "train.json") if r.cells]
+    val = (
+        [r for r in load_coco_split(dataset_dir / "val.json") if r.cells]
+        if (dataset_dir / "val.json").is_file()
+        else []
+    )
+    if not train:
+        raise InputError(
+            f"dataset {dataset_dir}: train.json has no image with cells; nothing to train on", param="dataset"
+        )
+    cache_dir = cache_folder(dataset_dir, cfg.HPA.IMAGE_SIZE)
+    if fill_cache:
+        build_cache(train + val, cfg.HPA.DATA_DIR, cache_dir, cfg.HPA.IMAGE_SIZE, progress=progress)
+    for name, records in (("hpa_train", train), ("hpa_val", val)):
+        if name in DatasetCatalog.list():
+            DatasetCatalog.remove(name)
+            MetadataCatalog.remove(name)
+        dicts = _records_to_dicts(records, cache_dir, cfg.HPA.IMAGE_SIZE)
+        DatasetCatalog.register(name, lambda dicts=dicts: dicts)
+        MetadataCatalog.get(name).set(thing_classes=list(CLASS_NAMES), evaluator_type="hpa")
+    return {"hpa_train": len(train), "hpa_val": len(val)}
+
+
+class HPADatasetMapper:
+    """Reads a cached RGBY image and its cell label image, applies flips when training,
+    and returns detectron2's model input: ``image`` (4, H, W) float in 0-255 and, when
+    training, ``instances`` with one instance per (cell, label)."""
+
+    def __init__(self, cfg, is_train: bool = True) -> None:
+        self.is_train = is_train
+        self.augment = is_train and cfg.HPA.AUGMENT
+
+    def __call__(self, record: dict) -> dict:
+        from detectron2.data import transforms as T
+        from detectron2.structures import BitMasks, Boxes, Instances
+
+        image_path, cells_path = cache_paths(record["cache_dir"], record["image_id"])
+        image, cells = np.load(image_path), np.load(cells_path)
+        if self.augment:
+            aug = T.AugmentationList(
+                [T.RandomFlip(horizontal=True, vertical=False), T.RandomFlip(horizontal=False, vertical=True)]
+            )
+            data = T.AugInput(image, sem_seg=cells)
+            aug(data)
+            image, cells = data.image, data.sem_seg
+        out = {
+            "image": torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1))).float(),
+            "image_id": record["image_id"],
+            "height": record["height"],
+            "width": record["width"],
+        }
+        if self.is_train:
+            masks, classes = [], []
+            for cell, labels in record["cells"].items():
+                mask = cells == cell
+                if mask.any():
+                    for k in labels:
+                        masks.append(mask)
+                        classes.append(k)
+            h, w = cells.shape
+            instances = Instances((h, w))
+            bit = BitMasks(torch.from_numpy(np.stack(masks)) if masks else torch.zeros((0, h, w), dtype=torch.bool))
+            instances.gt_masks = bit
+            instances.gt_boxes = bit.get_bounding_boxes() if masks else Boxes(torch.zeros((0, 4)))
+            instances.gt_classes = torch.tensor(classes, dtype=torch.int64)
+            out["instances"] = instances
+        return out

@@ -1,0 +1,129 @@
+"""Training with detectron2's ``DefaultTrainer``: the HPA mapper, evaluator and RGBY
+checkpointer, one process per GPU (started by torchrun or srun; :mod:`hpaseg.runtime.dist`
+joins them)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ...errors import InputError
+from ...io import atomic_write
+from ...runtime import dist
+from .checkpoint import RGBYCheckpointer
+from .config import load_config, require_detectron2
+from .data import HPADatasetMapper, register_hpa_datasets
+from .evaluator import HPAEvaluator
+
+__all__ = ["Detectron2TrainConfig", "train_detectron2"]
+
+
+@dataclass(frozen=True)
+class Detectron2TrainConfig:
+    """The settings ``hpaseg train --engine detectron2`` passes on; the rest is in the YAML.
+
+    Attributes
+    ----------
+    config : str
+        A YAML of ``detectron_configs/`` (a path or a shipped name).
+    dataset, data, out : str
+        COCO folder of ``hpaseg propagate``, image folder, run folder.
+    device : str
+    opts : list of str
+        ``KEY VALUE`` overrides of the YAML.
+    pretrained : str, optional
+        ``MODEL.WEIGHTS`` instead of the YAML's.
+    workers : int, optional
+        ``DATALOADER.NUM_WORKERS`` instead of the YAML's.
+    amp : bool
+        Mixed precision on CUDA (off on the CPU regardless).
+    seed : int
+    """
+
+    config: str
+    dataset: str
+    data: str
+    out: str
+    device: str = "cuda"
+    opts: list[str] = field(default_factory=list)
+    pretrained: str | None = None
+    workers: int | None = None
+    amp: bool = True
+    seed: int = 0
+
+
+def _trainer_class():
+    from detectron2.data import (
+        build_detection_test_loader,
+        build_detection_train_loader,
+    )
+    from detectron2.engine import DefaultTrainer
+
+    class HPATrainer(DefaultTrainer):
+        """detectron2's DefaultTrainer with the HPA mapper, evaluator and RGBY checkpointer."""
+
+        def __init__(self, cfg) -> None:
+            super().__init__(cfg)
+            self.checkpointer = RGBYCheckpointer(
+                self.model, cfg.OUTPUT_DIR, pretrained_format=cfg.HPA.PRETRAINED_FORMAT, trainer=self._trainer
+            )
+
+        @classmethod
+        def build_train_loader(cls, cfg):
+            return build_detection_train_loader(cfg, mapper=HPADatasetMapper(cfg, True))
+
+        @classmethod
+        def build_test_loader(cls, cfg, dataset_name):
+            return build_detection_test_loader(cfg, dataset_name, mapper=HPADatasetMapper(cfg, False))
+
+        @classmethod
+        def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+            return HPAEvaluator(dataset_name, cfg.HPA.EVAL_MAX_IMAGES)
+
+    return HPATrainer
+
+
+def train_detectron2(settings: Detectron2TrainConfig, *, resume: bool = False, progress: bool = True) -> Path:
+    """Set up, register the datasets, train; returns the path of ``model_final.pth``."""
+    require_detectron2()
+    from detectron2.utils import comm
+    from detectron2.utils.logger import setup_logger
+
+    for name in ("dataset", "data"):
+        if not Path(getattr(settings, name)).is_dir():
+            raise InputError(f"{name} {getattr(settings, name)}: no such folder", param=name)
+    overrides = {
+        "HPA.DATASET_DIR": settings.dataset,
+        "HPA.DATA_DIR": settings.data,
+        "OUTPUT_DIR": settings.out,
+        "MODEL.DEVICE": settings.device,
+        "SEED": settings.seed,
+    }
+    cfg = load_config(settings.config, settings.opts, **overrides)
+    if settings.pretrained:
+        cfg.MODEL.WEIGHTS = settings.pretrained
+    if settings.workers is not None:
+        cfg.DATALOADER.NUM_WORKERS = settings.workers
+    if not settings.amp or settings.device == "cpu":
+        cfg.SOLVER.AMP.ENABLED = False
+    info, _ = dist.init(settings.device)
+    if info.distributed:
+        comm.create_local_process_group(
+            int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("SLURM_NTASKS_PER_NODE", info.world_size)))
+        )
+    Path(cfg.OUTPUT_DIR).mkdir(parents=True, exist_ok=True)
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=info.rank, name="detectron2")
+    if comm.is_main_process():
+        register_hpa_datasets(cfg, fill_cache=True, progress=progress)
+    comm.synchronize()
+    register_hpa_datasets(cfg, fill_cache=False)
+    cfg.freeze()
+    if comm.is_main_process():
+        with atomic_write(Path(cfg.OUTPUT_DIR) / "config.yaml") as fh:
+            fh.write(cfg.dump())
+    trainer = _trainer_class()(cfg)
+    trainer.resume_or_load(resume=resume)
+    trainer.train()
+    dist.cleanup()
+    return Path(cfg.OUTPUT_DIR) / "model_final.pth"

@@ -1,0 +1,317 @@
+"""The torchvision Mask R-CNN trainer: a loop read top to bottom.
+
+Runs on the CPU (smoke runs), one GPU, or many GPUs and nodes: start one process per
+GPU with ``torchrun`` or ``srun`` (``slurm/run-model.sbatch``);
+:mod:`hpaseg.runtime.dist` reads the launcher's variables. Outputs in ``cfg.out``:
+``config.yaml`` (the merged config), ``model_XXXXXXX.pth`` checkpoints and
+``last_checkpoint``, ``model_final.pth``, ``metrics.jsonl``, TensorBoard logs in ``tb/``.
+``resume=True`` continues from the last checkpoint. SGD with momentum, the linear
+scaling rule for the learning rate, warm-up then cosine or step decay
+(:func:`hpaseg.runtime.schedule.build_scheduler`), gradient clipping, AMP on CUDA, and a
+stop on a non-finite loss.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+from tqdm import tqdm
+
+from .. import __version__
+from ..errors import InputError
+from ..evaluation import competition_map
+from ..labels import build_cache, cache_folder, load_coco_split
+from ..runtime import dist
+from ..runtime.checkpoint import Checkpointer
+from ..runtime.config import save_config
+from ..runtime.logger import MetricsLogger
+from ..runtime.schedule import build_scheduler
+from ..runtime.seed import seed_everything
+from ..submission import Prediction, SubmissionRow, encode_label_image, submission_row
+from ..transforms import to_tensor
+from .data import CellDataset, collate
+from .models import BACKBONES, build_maskrcnn
+from .predictor import predict_tensors
+
+__all__ = ["REFERENCE_BATCH", "TrainConfig", "check_train_config", "evaluate_map", "train_torchvision"]
+
+log = logging.getLogger(__name__)
+
+#: Images per iteration that ``base_lr`` is given for (the linear scaling rule).
+REFERENCE_BATCH = 16
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Every setting of a torchvision-engine run; saved as ``RUN/config.yaml``.
+    Any field can be overridden with ``--opts KEY VALUE``."""
+
+    backbone: str = "densenet121"
+    dataset: str = ""
+    data: str = ""
+    out: str = ""
+    image_size: int = 512
+    batch_size: int = 2  # per process
+    max_iter: int = 1000
+    base_lr: float = 0.02  # for REFERENCE_BATCH images per iteration; scaled linearly
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    schedule: str = "cosine"  # or "step"
+    steps: tuple = (0.67, 0.89)  # fractions of max_iter, for "step"
+    gamma: float = 0.1
+    warmup_iters: int = 100
+    warmup_factor: float = 0.001
+    clip_grad_norm: float = 10.0
+    amp: bool = True  # CUDA only
+    checkpoint_period: int = 500
+    eval_period: int = 500  # 0 = only at the end
+    max_eval_images: int = 50
+    log_period: int = 20
+    pretrained: str | None = None  # None, "imagenet" or a torchvision checkpoint path
+    device: str = "cuda"
+    workers: int = 2
+    seed: int = 0
+
+
+def check_train_config(cfg: TrainConfig) -> None:
+    """Refuse unusable settings with an :class:`InputError` naming the parameter."""
+    if cfg.backbone not in BACKBONES:
+        raise InputError(
+            f"backbone {cfg.backbone!r}: unknown backbone; expected one of {', '.join(BACKBONES)}", param="backbone"
+        )
+    for name in ("image_size", "batch_size", "max_iter"):
+        if getattr(cfg, name) < 1:
+            raise InputError(f"{name} {getattr(cfg, name)}: expected a positive integer", param=name)
+    if cfg.schedule not in ("cosine", "step"):
+        raise InputError(f"schedule {cfg.schedule!r}: expected 'cosine' or 'step'", param="schedule")
+    for name in ("dataset", "data"):
+        if not Path(getattr(cfg, name)).is_dir():
+            raise InputError(f"{name} {getattr(cfg, name)}: no such folder", param=name)
+
+
+def _batches(
+    dataset: CellDataset, cfg: TrainConfig, info: dist.DistInfo, start_epoch: int
+) -> Iterator[tuple[int, list, list]]:
+    """Endless stream of ``(epoch, images, targets)``, reshuffled each epoch (the same order for a given seed and epoch)."""
+    epoch = start_epoch
+    while True:
+        dataset.epoch = epoch
+        if info.distributed:
+            sampler = DistributedSampler(
+                dataset, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=cfg.seed
+            )
+            sampler.set_epoch(epoch)
+        else:
+            sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(cfg.seed + epoch))
+        drop_last = len(dataset) >= cfg.batch_size * info.world_size
+        loader = DataLoader(
+            dataset,
+            batch_size=cfg.batch_size,
+            sampler=sampler,
+            num_workers=cfg.workers,
+            collate_fn=collate,
+            drop_last=drop_last,
+        )
+        for images, targets in loader:
+            yield epoch, images, targets
+        epoch += 1
+
+
+@torch.no_grad()
+def evaluate_map(model: torch.nn.Module, dataset: CellDataset, device: torch.device, *, max_images: int) -> float:
+    """Competition mAP on (part of) the validation split, at working resolution, against the
+    propagated (weak) cell labels."""
+    was_training = model.training
+    model.eval()
+    truth, preds = [], []
+    for index in range(min(len(dataset), max_images)):
+        image, cells = dataset.load(index)
+        record = dataset.records[index]
+        encoded = encode_label_image(cells, list(record.cells))
+        present = set(np.unique(cells).tolist())
+        truth.append(
+            SubmissionRow(
+                record.image_id,
+                cells.shape[1],
+                cells.shape[0],
+                [Prediction(k, 1.0, encoded[c]) for c, ks in record.cells.items() if c in present for k in ks],
+            )
+        )
+        label_image, cell_scores = predict_tensors(model, [to_tensor(image).to(device)], [cells.shape])[0]
+        preds.append(submission_row(record.image_id, label_image, cell_scores))
+    model.train(was_training)
+    if not truth:
+        return float("nan")
+    return float(competition_map(truth, preds).mAP)
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if hasattr(model, "module") else model
+
+
+def _state(model, optimizer, scheduler, scaler, iteration: int, epoch: int, cfg: TrainConfig) -> dict:
+    return {
+        "model": _unwrap(model).state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        "iteration": iteration,
+        "epoch": epoch,
+        "engine": "torchvision",
+        "backbone": cfg.backbone,
+        "image_size": cfg.image_size,
+        "config": dataclasses.asdict(cfg),
+        "hpaseg_version": __version__,
+    }
+
+
+def _datasets(cfg: TrainConfig, *, progress: bool) -> tuple[CellDataset, CellDataset]:
+    """The training and validation sets, their images cached (by rank 0) first."""
+    dataset_dir = Path(cfg.dataset)
+    train_records = [r for r in load_coco_split(dataset_dir / "train.json") if r.cells]
+    val_records = load_coco_split(dataset_dir / "val.json") if (dataset_dir / "val.json").is_file() else []
+    if not train_records:
+        raise InputError(
+            f"dataset {dataset_dir}: train.json has no image with cells; nothing to train on", param="dataset"
+        )
+    cache = cache_folder(dataset_dir, cfg.image_size)
+    if dist.is_main():
+        Path(cfg.out).mkdir(parents=True, exist_ok=True)
+        save_config(Path(cfg.out) / "config.yaml", cfg)
+        build_cache(train_records + val_records, cfg.data, cache, cfg.image_size, progress=progress)
+    dist.barrier()
+    return CellDataset(train_records, cache, augment=True, seed=cfg.seed), CellDataset(
+        [r for r in val_records if r.cells], cache
+    )
+
+
+def _resume(checkpointer: Checkpointer, cfg: TrainConfig, model, optimizer, scheduler, scaler) -> tuple[int, int]:
+    """Load the run's last checkpoint into the objects; returns ``(iteration, epoch)`` to start from."""
+    last = checkpointer.last()
+    if last is None:
+        log.info("resume: no checkpoint in %s; starting from iteration 0", cfg.out)
+        return 0, 0
+    state = checkpointer.load(last)
+    if state.get("backbone") != cfg.backbone or state.get("image_size") != cfg.image_size:
+        raise InputError(
+            f"resume: {last} was trained with backbone {state.get('backbone')!r} at {state.get('image_size')} px, "
+            f"not {cfg.backbone!r} at {cfg.image_size} px; use another output folder",
+            param="resume",
+        )
+    _unwrap(model).load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    scaler.load_state_dict(state["scaler"])
+    log.info("resuming from %s at iteration %d", last, int(state["iteration"]))
+    return int(state["iteration"]), int(state["epoch"])
+
+
+def train_torchvision(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> Path:
+    """Train a torchvision Mask R-CNN; returns the path of ``model_final.pth``."""
+    check_train_config(cfg)
+    info, device = dist.init(cfg.device)
+    out = Path(cfg.out)
+    checkpointer = Checkpointer(out)
+    seed_everything(cfg.seed + info.rank)
+    train_set, val_set = _datasets(cfg, progress=progress)
+
+    model = build_maskrcnn(cfg.backbone, image_size=cfg.image_size, pretrained=cfg.pretrained).to(device)
+    if info.distributed:
+        model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    lr = cfg.base_lr * cfg.batch_size * info.world_size / REFERENCE_BATCH  # the linear scaling rule
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    scheduler = build_scheduler(
+        optimizer,
+        schedule=cfg.schedule,
+        max_iter=cfg.max_iter,
+        warmup_iters=cfg.warmup_iters,
+        warmup_factor=cfg.warmup_factor,
+        steps=cfg.steps,
+        gamma=cfg.gamma,
+    )
+    use_amp = cfg.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
+    start_iter, start_epoch = _resume(checkpointer, cfg, model, optimizer, scheduler, scaler) if resume else (0, 0)
+
+    metrics = MetricsLogger(out, enabled=dist.is_main())
+    if dist.is_main():
+        log.info(
+            "training %s (torchvision) on %d images, %d process(es) on %s, lr %.4g, %d iterations",
+            cfg.backbone,
+            len(train_set),
+            info.world_size,
+            device.type,
+            lr,
+            cfg.max_iter,
+        )
+    model.train()
+    bar = tqdm(
+        total=cfg.max_iter, initial=start_iter, desc="train", unit="it", disable=not (progress and dist.is_main())
+    )
+    stream = _batches(train_set, cfg, info, start_epoch)
+    epoch = start_epoch
+    window_start, window_images = time.perf_counter(), 0
+    for iteration in range(start_iter, cfg.max_iter):
+        epoch, images, targets = next(stream)
+        images = [im.to(device, non_blocking=True) for im in images]
+        targets = [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
+        with torch.autocast(device.type, enabled=use_amp):
+            losses = model(images, targets)
+        loss = sum(losses.values())
+        if not torch.isfinite(loss.detach()):
+            raise FloatingPointError(
+                f"loss became {float(loss)} at iteration {iteration} ({ {k: float(v) for k, v in losses.items()} }); lower base_lr or check the data"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad_norm)
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        window_images += len(images) * info.world_size
+        done = iteration + 1
+        if done % cfg.log_period == 0 or done == cfg.max_iter:
+            reduced = {k: float(dist.all_reduce_mean(v.detach())) for k, v in losses.items()}
+            elapsed = time.perf_counter() - window_start
+            values = {
+                "loss": sum(reduced.values()),
+                **reduced,
+                "lr": optimizer.param_groups[0]["lr"],
+                "grad_norm": float(grad_norm),
+                "images_per_s": window_images / max(elapsed, 1e-9),
+                "epoch": epoch,
+            }
+            metrics.log(done, values)
+            bar.set_postfix(loss=f"{values['loss']:.3f}", lr=f"{values['lr']:.2g}")
+            window_start, window_images = time.perf_counter(), 0
+        if cfg.checkpoint_period and done % cfg.checkpoint_period == 0 and done < cfg.max_iter and dist.is_main():
+            checkpointer.save(f"model_{done:07d}", _state(model, optimizer, scheduler, scaler, done, epoch, cfg))
+        if cfg.eval_period and done % cfg.eval_period == 0 and done < cfg.max_iter and dist.is_main() and len(val_set):
+            metrics.log(
+                done, {"val_mAP": evaluate_map(_unwrap(model), val_set, device, max_images=cfg.max_eval_images)}
+            )
+        bar.update()
+    bar.close()
+    final = out / "model_final.pth"
+    if dist.is_main():
+        checkpointer.save("model_final", _state(model, optimizer, scheduler, scaler, cfg.max_iter, epoch, cfg))
+        if len(val_set):
+            val_map = evaluate_map(_unwrap(model), val_set, device, max_images=cfg.max_eval_images)
+            metrics.log(cfg.max_iter, {"val_mAP": val_map})
+            log.info("validation mAP (weak labels, %d images): %.4f", min(len(val_set), cfg.max_eval_images), val_map)
+        log.info("wrote %s", final)
+    metrics.close()
+    dist.barrier()
+    dist.cleanup()
+    return final

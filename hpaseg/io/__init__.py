@@ -1,0 +1,98 @@
+"""Everything hpaseg reads from or writes to disk: images, masks, tables, JSON, atomic files.
+
+Images come back as ``(H, W, 4)`` uint8 in RGBY order (:class:`hpaseg.classes.Channel`);
+masks as ``(H, W)`` int32 label images; tables as pandas DataFrames. Every writer is
+atomic (:func:`atomic_write`). Modules: :mod:`~hpaseg.io.files` (atomic writes, JSON,
+``.npy``), :mod:`~hpaseg.io.images` (the Kaggle layout, bit depths),
+:mod:`~hpaseg.io.masks` (cell and nucleus masks), :mod:`~hpaseg.io.tables` (CSV).
+"""
+
+from .files import (
+    TEMP_SUFFIX,
+    atomic_write,
+    check_output_path,
+    read_json,
+    write_json,
+    write_npy,
+)
+from .images import (
+    IMAGE_EXTENSIONS,
+    decode_image,
+    find_channel_file,
+    iter_rgby,
+    list_image_ids,
+    opencv,
+    read_channel,
+    read_image_size,
+    read_rgby,
+    to_uint8,
+    write_png,
+    write_rgb_png,
+    write_rgby,
+)
+from .masks import (
+    MASK_SUFFIXES,
+    NPZ_CELL_KEYS,
+    NPZ_NUCLEI_KEYS,
+    mask_image_ids,
+    mask_paths,
+    read_mask,
+    read_mask_pair,
+    read_precomputed_masks,
+    write_mask_pair,
+    write_mask_png,
+)
+from .tables import (
+    FLOAT_RE,
+    INT_RE,
+    LINE,
+    format_labels,
+    long_csv_fields,
+    parse_labels,
+    read_labels_csv,
+    read_table,
+    write_labels_csv,
+    write_table,
+)
+
+__all__ = [
+    "TEMP_SUFFIX",
+    "atomic_write",
+    "check_output_path",
+    "read_json",
+    "write_json",
+    "write_npy",
+    "IMAGE_EXTENSIONS",
+    "decode_image",
+    "find_channel_file",
+    "iter_rgby",
+    "list_image_ids",
+    "opencv",
+    "read_channel",
+    "read_image_size",
+    "read_rgby",
+    "to_uint8",
+    "write_png",
+    "write_rgb_png",
+    "write_rgby",
+    "MASK_SUFFIXES",
+    "NPZ_CELL_KEYS",
+    "NPZ_NUCLEI_KEYS",
+    "mask_image_ids",
+    "mask_paths",
+    "read_mask",
+    "read_mask_pair",
+    "read_precomputed_masks",
+    "write_mask_pair",
+    "write_mask_png",
+    "FLOAT_RE",
+    "INT_RE",
+    "LINE",
+    "format_labels",
+    "long_csv_fields",
+    "parse_labels",
+    "read_labels_csv",
+    "read_table",
+    "write_labels_csv",
+    "write_table",
+]

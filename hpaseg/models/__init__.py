@@ -1,1 +1,0 @@
-"""Model builders: four-channel Mask R-CNN backbones (torchvision) and stem adaptation."""

@@ -1,0 +1,76 @@
+"""Tests of hpaseg.evaluation: the competition mAP, classification metrics, label-image matching."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from hpaseg.bench import encode as bench_encode
+from hpaseg.bench import main as bench_main
+
+
+def test_encode_benchmark(shared_data, capsys, tmp_path):
+    assert (
+        bench_encode.main(["--mask", str(shared_data / "hpa_1000_A12_2" / "1000_A12_2_cellmask.png"), "--repeats", "1"])
+        == 0
+    )
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-1].startswith("bytes_equal=True speedup=") and lines[-1].endswith("x")
+    assert float(lines[-1].split("speedup=")[1][:-1]) > 1
+    assert "21 cells" in lines[0]
+    assert bench_encode.main(["--mask", str(tmp_path / "none.png")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "none.png: no such mask file" in err[0]
+
+
+def test_benchmark_prints_images_per_second(capsys):
+    from hpaseg.bench import segment as bench
+
+    assert bench.main(["--size", "256", "--repeats", "1"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("images_per_s=") and float(last.split("=")[1]) > 0
+
+
+def test_bench_encode_last_line(shared_data, capsys):
+    assert bench_main(["encode", "--repeats", "1"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert re.fullmatch(r"bytes_equal=True speedup=\d+\.\dx", last), last
+
+
+def test_bench_segment_last_line(capsys):
+    assert bench_main(["segment", "--size", "512", "--repeats", "1"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert re.fullmatch(r"images_per_s=\d+\.\d\d", last), last
+
+
+def test_bench_train_last_line(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert (
+        bench_main(
+            [
+                "train",
+                "--image-size",
+                "128",
+                "--batch-size",
+                "1",
+                "--iters",
+                "1",
+                "--backbones",
+                "densenet121",
+                "--engines",
+                "torchvision",
+                "--out-json",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert re.fullmatch(r"r101_fpn_tv_over_d2=nan x101_fpn_tv_over_d2=nan", last), last
+    rows = json.loads(out.read_text())["rows"]
+    assert rows[0]["backbone"] == "densenet121" and rows[0]["train_images_per_s"] > 0
+
+
+def test_bench_unknown(capsys):
+    assert bench_main(["nope"]) == 2
+    assert bench_main(["train", "--backbones", "vgg"]) == 2

@@ -1,0 +1,117 @@
+"""Tests of the ``hpaseg train`` CLI (torchvision engine): a real tiny run, resume, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from hpaseg.cli import train as train_cli
+
+
+def test_resume_continues_from_last_checkpoint(trained_run, tiny_dataset, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    (run / "last_checkpoint").write_text("model_0000001.pth")
+    before = torch.load(run / "model_0000001.pth", map_location="cpu", weights_only=False)
+    argv = [
+        "--dataset",
+        str(tiny_dataset["dataset"]),
+        "--data",
+        str(tiny_dataset["train"]),
+        "--out",
+        str(run),
+        "--device",
+        "cpu",
+        "--image-size",
+        "128",
+        "--max-iter",
+        "3",
+        "--batch-size",
+        "1",
+        "--checkpoint-period",
+        "1",
+        "--eval-period",
+        "0",
+        "--workers",
+        "0",
+        "--quiet",
+        "--resume",
+        "--opts",
+        "log_period",
+        "1",
+    ]
+    assert train_cli.main(argv) == 0
+    assert "model_0000001.pth at iteration 1" in capsys.readouterr().out
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in records if "loss" in r][-2:] == [2, 3]  # iterations 2 and 3 run after the resume
+    final = torch.load(run / "model_final.pth", map_location="cpu", weights_only=False)
+    assert final["iteration"] == 3
+    assert before["scheduler"]["last_epoch"] == 1 and final["scheduler"]["last_epoch"] == 3
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--backbone", "vgg16"], "--backbone 'vgg16': unknown backbone"),
+        (["--engine", "mxnet"], "--engine 'mxnet'"),
+        (["--opts", "bogus_key", "1"], "--opts bogus_key: unknown key"),
+        (["--config", "x.yaml"], "--config is for --engine detectron2"),
+        (["--max-iter", "0"], "--max-iter 0"),
+    ],
+)
+def test_bad_options(tiny_dataset, tmp_path, capsys, extra, message):
+    out = tmp_path / "run"
+    argv = [
+        "--dataset",
+        str(tiny_dataset["dataset"]),
+        "--data",
+        str(tiny_dataset["train"]),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--quiet",
+        *extra,
+    ]
+    assert train_cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert not (out / "model_final.pth").exists()
+
+
+def test_empty_dataset(tiny_dataset, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    coco = {"images": [], "annotations": [], "categories": []}
+    (empty / "train.json").write_text(json.dumps(coco))
+    out = tmp_path / "run"
+    assert (
+        train_cli.main(
+            [
+                "--dataset",
+                str(empty),
+                "--data",
+                str(tiny_dataset["train"]),
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+                "--quiet",
+            ]
+        )
+        == 2
+    )
+    assert "train.json has no image with cells" in capsys.readouterr().err
+    assert not (out / "model_final.pth").exists()
+
+
+def test_missing_folder(tmp_path, capsys):
+    assert (
+        train_cli.main(["--dataset", str(tmp_path / "nope"), "--data", str(tmp_path), "--out", str(tmp_path / "o")])
+        == 2
+    )
+    assert "--dataset" in capsys.readouterr().err

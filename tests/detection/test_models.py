@@ -1,0 +1,77 @@
+"""Tests of hpaseg.detection.models: the four-channel Mask R-CNNs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+
+from hpaseg.detection.models import (
+    BACKBONES,
+    anchor_sizes,
+    build_maskrcnn,
+    classification_net,
+)
+from hpaseg.errors import InputError
+from hpaseg.runtime.stems import (
+    rgb_to_rgby_weight,
+)
+
+
+def test_pretrained_checkpoint_file_is_adapted(tmp_path):
+    """A randomly initialised torchvision checkpoint on disk stands in for ImageNet weights."""
+    rgb = torchvision.models.densenet121(weights=None)
+    path = tmp_path / "densenet121_rgb.pth"
+    torch.save({"state_dict": rgb.state_dict()}, path)
+    net = classification_net("densenet121", pretrained=path)
+    stem = net.features.conv0.weight
+    assert stem.shape[1] == 4
+    torch.testing.assert_close(stem, rgb_to_rgby_weight(rgb.features.conv0.weight))
+    torch.testing.assert_close(
+        net.features.denseblock3.denselayer5.conv1.weight, rgb.features.denseblock3.denselayer5.conv1.weight
+    )
+    model = build_maskrcnn("densenet121", image_size=64, pretrained=path)
+    assert type(model.backbone.body.norm0).__name__ == "FrozenBatchNorm2d"  # pretrained statistics kept
+    torch.testing.assert_close(model.backbone.body.conv0.weight, rgb_to_rgby_weight(rgb.features.conv0.weight))
+
+
+def test_checkpoint_of_another_architecture_is_refused(tmp_path):
+    path = tmp_path / "resnet18.pth"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)
+    with pytest.raises(InputError, match="another architecture"):
+        classification_net("resnet101_fpn", pretrained=path)
+    with pytest.raises(InputError, match="no such file"):
+        classification_net("resnet101_fpn", pretrained=tmp_path / "missing.pth")
+    with pytest.raises(InputError, match="unknown backbone"):
+        build_maskrcnn("vgg16")
+
+
+def test_anchor_sizes_scale_with_image_size():
+    assert anchor_sizes(1024, 5) == ((32,), (64,), (128,), (256,), (512,))
+    assert anchor_sizes(2048, 1) == ((64, 128, 256, 512, 1024),)
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_every_backbone_trains_and_predicts_on_rgby(backbone):
+    torch.manual_seed(0)
+    model = build_maskrcnn(backbone, image_size=64)
+    mask = torch.zeros(1, 64, 64, dtype=torch.uint8)
+    mask[0, 10:40, 12:44] = 1
+    target = {"boxes": torch.tensor([[12.0, 10.0, 44.0, 40.0]]), "labels": torch.tensor([17]), "masks": mask}
+    model.train()
+    losses = model([torch.rand(4, 64, 64)], [target])
+    assert set(losses) == {"loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg"}
+    total = sum(losses.values())
+    assert torch.isfinite(total)
+    total.backward()
+    stem = (
+        model.backbone.body.conv0
+        if backbone == "densenet121"
+        else (model.backbone.body[0].conv0 if backbone == "densenet121_c5" else model.backbone.body.conv1)
+    )
+    assert stem.weight.shape[1] == 4 and stem.weight.grad is not None
+    model.eval()
+    with torch.no_grad():
+        out = model([torch.rand(4, 64, 64)])[0]
+    assert out["masks"].shape[1:] == (1, 64, 64)
+    assert model.roi_heads.box_predictor.cls_score.out_features == 20  # 19 classes + background
