@@ -3,10 +3,11 @@ models, losses, trainer and predictors, and the cell-classifier route of ``hpase
 
 Modules: :mod:`~hpaseg.classification.data` (crops, channels, caches, augmentation),
 :mod:`~hpaseg.classification.models` (timm backbones + head, RGBY stems),
-:mod:`~hpaseg.classification.losses`, :mod:`~hpaseg.classification.trainer`
-(``hpaseg classify``), :mod:`~hpaseg.classification.predictor` (inference, fusion, the route).
+:mod:`~hpaseg.classification.losses`, :mod:`~hpaseg.classification.config`,
+:mod:`~hpaseg.classification.samples`, :mod:`~hpaseg.classification.trainer` (``hpaseg classify``), :mod:`~hpaseg.classification.predictor` (inference, fusion, the route).
 """
 
+from .config import AUGMENTS, DEFAULT_CHANNELS, LEVELS, ClassifyConfig, check_config, input_size
 from .data import (
     CHANNEL_MODES,
     ClassifierDataset,
@@ -35,18 +36,8 @@ from .predictor import (
     fuse_probabilities,
     load_classifier,
 )
-from .trainer import (
-    AUGMENTS,
-    DEFAULT_CHANNELS,
-    LEVELS,
-    ClassifyConfig,
-    PreparedData,
-    check_config,
-    input_size,
-    predict_scores,
-    prepare_data,
-    train_classifier,
-)
+from .samples import PreparedData, prepare_data
+from .trainer import predict_scores, train_classifier
 
 __all__ = [
     "CHANNEL_MODES",

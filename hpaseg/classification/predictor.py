@@ -30,9 +30,9 @@ from ..errors import InputError
 from ..labels import LabelRule, cell_labels
 from ..runtime.checkpoint import Checkpointer
 from ..transforms import square_image, to_tensor
+from .config import CHECKPOINT_KIND, FINAL
 from .data import channel_count, crop_cells, select_channels
 from .models import build_classifier
-from .trainer import CHECKPOINT_KIND, FINAL
 
 __all__ = [
     "LoadedClassifier",

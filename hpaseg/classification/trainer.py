@@ -70,230 +70,31 @@ from torch.utils.data import DataLoader, RandomSampler
 from tqdm import tqdm
 
 from .. import __version__, io
-from ..classes import CHANNEL_NAMES, CLASS_NAMES, NUM_CLASSES
+from ..classes import CLASS_NAMES, NUM_CLASSES
 from ..errors import InputError
 from ..evaluation import evaluate_scores
-from ..labels import build_cache, cache_folder, cache_paths, load_coco_split
 from ..runtime.checkpoint import Checkpointer
 from ..runtime.config import save_config
 from ..runtime.logger import MetricsLogger
-from ..runtime.schedule import SCHEDULES, build_scheduler
+from ..runtime.schedule import build_scheduler
 from ..runtime.seed import seed_everything
+from .config import CHECKPOINT_KIND, EVAL_FILE, FINAL, ClassifyConfig, check_config, input_size
 from .data import (
-    CHANNEL_MODES,
     ClassifierDataset,
-    Sample,
-    build_crop_cache,
     channel_count,
-    crop_cache_dir,
-    crop_cache_paths,
     cutmix,
     standard_augment,
 )
-from .losses import LOSSES, make_loss
-from .models import build_classifier, check_backbone, check_input_size, normalization
+from .losses import make_loss
+from .models import build_classifier, normalization
+from .samples import PreparedData, prepare_data, targets
 
-__all__ = [
-    "LEVELS",
-    "AUGMENTS",
-    "DEFAULT_CHANNELS",
-    "FINAL",
-    "EVAL_FILE",
-    "CHECKPOINT_KIND",
-    "ClassifyConfig",
-    "PreparedData",
-    "check_config",
-    "input_size",
-    "prepare_data",
-    "predict_scores",
-    "train_classifier",
-]
+__all__ = ["predict_scores", "train_classifier"]
 
 log = logging.getLogger(__name__)
 
-LEVELS: tuple[str, ...] = ("image", "cell")
-AUGMENTS: tuple[str, ...] = ("standard", "cutmix")
-#: Channel mode of each level when none is given.
-DEFAULT_CHANNELS: dict[str, str] = {"image": "green", "cell": "rgby"}
-#: Name of the final checkpoint (``RUN/model_final.pth``) and of the evaluation file.
-FINAL = "model_final"
-EVAL_FILE = "eval.json"
-#: ``kind`` of a classifier checkpoint.
-CHECKPOINT_KIND = "hpaseg-classifier"
 #: Settings a checkpoint must share with the config that resumes it.
 _RESUME_KEYS = ("level", "backbone", "channels", "image_size", "crop_size", "loss", "augment")
-
-
-@dataclass(frozen=True)
-class ClassifyConfig:
-    """Every setting of a classifier run; saved as ``RUN/config.yaml``.
-    Any field can be overridden with ``--opts KEY VALUE``."""
-
-    level: str = "image"
-    backbone: str = "efficientnet_b0"
-    loss: str = "bce"
-    augment: str = "standard"
-    channels: str = "green"
-    dataset: str = ""
-    data: str = ""
-    masks: str | None = None
-    out: str = ""
-    image_size: int = 256  # image level: input side in px
-    crop_size: int = 128  # cell level: input side in px
-    epochs: int = 20
-    batch_size: int = 32
-    lr: float = 1e-4
-    weight_decay: float = 0.0
-    schedule: str = "constant"  # or "cosine", "step" (hpaseg.training.lr_factor)
-    warmup_iters: int = 0
-    warmup_factor: float = 0.1
-    focal_alpha: float = 0.25
-    focal_gamma: float = 2.0
-    cutmix_p: float = 0.5
-    cutmix_alpha: float = 1.0
-    rotation_deg: float = 20.0
-    translate_fraction: float = 0.1
-    checkpoint_period: int = 1  # epochs
-    eval_period: int = 1  # epochs between validation scores; 0 = end only
-    log_period: int = 10  # iterations
-    amp: bool = True  # CUDA only
-    pretrained: str | None = None  # None, "imagenet" or a timm checkpoint path
-    device: str = "cpu"
-    workers: int = 2
-    seed: int = 0
-
-
-def input_size(cfg: ClassifyConfig) -> int:
-    """Side of the network's inputs in px: ``image_size`` (image level) or ``crop_size`` (cell level)."""
-    return cfg.image_size if cfg.level == "image" else cfg.crop_size
-
-
-def _choice(param: str, value: str, choices: Sequence[str]) -> None:
-    if value not in choices:
-        raise InputError(f"{param} {value!r}: expected one of {', '.join(choices)}", param=param)
-
-
-def check_config(cfg: ClassifyConfig, *, check_paths: bool = True) -> None:
-    """Refuse unusable settings with an :class:`InputError` naming the parameter."""
-    _choice("level", cfg.level, LEVELS)
-    check_backbone(cfg.backbone)
-    _choice("loss", cfg.loss, LOSSES)
-    _choice("augment", cfg.augment, AUGMENTS)
-    _choice("channels", cfg.channels, CHANNEL_MODES)
-    _choice("schedule", cfg.schedule, SCHEDULES)
-    for name in ("image_size", "crop_size", "epochs", "batch_size"):
-        if getattr(cfg, name) < 1:
-            raise InputError(f"{name} {getattr(cfg, name)}: expected a positive integer", param=name)
-    if not cfg.lr > 0:
-        raise InputError(f"lr {cfg.lr}: expected a positive number", param="lr")
-    if not 0 <= cfg.cutmix_p <= 1:
-        raise InputError(f"cutmix_p {cfg.cutmix_p}: expected a probability in [0, 1]", param="cutmix_p")
-    check_input_size(cfg.backbone, input_size(cfg), param="image_size" if cfg.level == "image" else "crop_size")
-    if cfg.level == "cell" and not cfg.masks:
-        raise InputError(
-            "level cell needs masks: the folder of {ID}_cellmask.png the dataset was propagated from",
-            param=("level", "masks"),
-        )
-    if check_paths:
-        for name in ("dataset", "data") + (("masks",) if cfg.level == "cell" else ()):
-            if not Path(getattr(cfg, name)).is_dir():
-                raise InputError(f"{name} {getattr(cfg, name)}: no such folder", param=name)
-        for split in ("train", "val"):
-            if not (Path(cfg.dataset) / f"{split}.json").is_file():
-                raise InputError(
-                    f"dataset {cfg.dataset}: no {split}.json; expected the output folder of 'hpaseg propagate'",
-                    param="dataset",
-                )
-
-
-@dataclass
-class PreparedData:
-    """The samples of both splits, with their inputs cached."""
-
-    train: list[Sample]
-    val: list[Sample]
-    absent: list[int]  # classes without a positive training sample
-    skipped_images: int = 0  # image level: images without cells (no labels known)
-
-
-def _records(cfg: ClassifyConfig, split: str):
-    records = load_coco_split(Path(cfg.dataset) / f"{split}.json")
-    kept = [r for r in records if r.cells]
-    if not kept:
-        what = "image with labelled cells" if cfg.level == "image" else "labelled cell"
-        hint = (
-            "; rerun 'hpaseg propagate' with a validation fraction > 0 (the validation split scores the run and tunes its thresholds)"
-            if split == "val"
-            else ""
-        )
-        raise InputError(
-            f"dataset {cfg.dataset}: {split}.json has no {what} ({len(records)} images); the {split} split is empty{hint}",
-            param="dataset",
-        )
-    return kept, len(records) - len(kept)
-
-
-def prepare_data(cfg: ClassifyConfig, *, progress: bool = True) -> PreparedData:
-    """Read both splits, cache their inputs (decoded once) and list the samples."""
-    check_config(cfg)
-    train, skipped_train = _records(cfg, "train")
-    val, skipped_val = _records(cfg, "val")
-    if cfg.level == "image":
-        cache_dir = cache_folder(cfg.dataset, cfg.image_size)
-        todo = [r for r in train + val if not all(p.is_file() for p in cache_paths(cache_dir, r.image_id))]
-        for rec in todo:  # fail before any decoding
-            for channel in CHANNEL_NAMES:
-                io.find_channel_file(cfg.data, rec.image_id, channel)
-        build_cache(todo, cfg.data, cache_dir, cfg.image_size, progress=progress)
-
-        def samples(records) -> list[Sample]:
-            return [
-                Sample(
-                    r.image_id,
-                    0,
-                    str(cache_paths(cache_dir, r.image_id)[0]),
-                    -1,
-                    tuple(sorted(set().union(*r.cells.values()))),
-                )
-                for r in records
-            ]
-
-    else:
-        cache_dir = crop_cache_dir(cfg.dataset, cfg.masks, cfg.crop_size)
-        build_crop_cache(train + val, cfg.data, cfg.masks, cache_dir, cfg.crop_size, progress=progress)
-
-        def samples(records) -> list[Sample]:
-            out = []
-            for r in records:
-                crops_path, ids_path = crop_cache_paths(cache_dir, r.image_id)
-                row_of = {int(c): i for i, c in enumerate(np.load(ids_path))}
-                missing = sorted(set(r.cells) - set(row_of))
-                if missing:
-                    raise InputError(
-                        f"{ids_path}: cached crops lack cell {missing[0]} of image {r.image_id!r}; delete {cache_dir} and rerun"
-                    )
-                out.extend(
-                    Sample(r.image_id, c, str(crops_path), row_of[c], labels) for c, labels in sorted(r.cells.items())
-                )
-            return out
-
-    train_samples, val_samples = samples(train), samples(val)
-    counts = np.zeros(NUM_CLASSES, np.int64)
-    for s in train_samples:
-        counts[list(s.labels)] += 1
-    return PreparedData(
-        train_samples,
-        val_samples,
-        [k for k in range(NUM_CLASSES) if counts[k] == 0],
-        skipped_train + skipped_val if cfg.level == "image" else 0,
-    )
-
-
-def _targets(samples: Sequence[Sample]) -> np.ndarray:
-    y = np.zeros((len(samples), NUM_CLASSES), np.int64)
-    for i, s in enumerate(samples):
-        y[i, list(s.labels)] = 1
-    return y
 
 
 @torch.no_grad()
@@ -325,7 +126,7 @@ def predict_scores(
         scores.append(torch.sigmoid(logits).cpu().numpy())
     model.train(was_training)
     y_score = np.concatenate(scores).astype(np.float64) if scores else np.zeros((0, NUM_CLASSES))
-    return _targets(dataset.samples), y_score, float(np.mean(losses)) if losses else math.nan
+    return targets(dataset.samples), y_score, float(np.mean(losses)) if losses else math.nan
 
 
 def _state(

@@ -16,7 +16,7 @@ from ..classification import (
     ClassifyConfig,
     train_classifier,
 )
-from ..classification.trainer import EVAL_FILE, FINAL
+from ..classification.config import EVAL_FILE, FINAL
 from ..io import check_output_path
 from ..runtime.config import apply_opts
 from ..runtime.hardware import default_device, default_workers

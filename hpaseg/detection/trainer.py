@@ -213,15 +213,23 @@ def _resume(checkpointer: Checkpointer, cfg: TrainConfig, model, optimizer, sche
     return int(state["iteration"]), int(state["epoch"])
 
 
-def train_torchvision(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> Path:
-    """Train a torchvision Mask R-CNN; returns the path of ``model_final.pth``."""
-    check_train_config(cfg)
-    info, device = dist.init(cfg.device)
-    out = Path(cfg.out)
-    checkpointer = Checkpointer(out)
-    seed_everything(cfg.seed + info.rank)
-    train_set, val_set = _datasets(cfg, progress=progress)
+@dataclasses.dataclass
+class _Training:
+    """What one torchvision run trains with (built by :func:`_setup`)."""
 
+    model: torch.nn.Module
+    params: list[torch.nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    device: torch.device
+    lr: float
+
+    def state(self, iteration: int, epoch: int, cfg: TrainConfig) -> dict:
+        return _state(self.model, self.optimizer, self.scheduler, self.scaler, iteration, epoch, cfg)
+
+
+def _setup(cfg: TrainConfig, info: dist.DistInfo, device: torch.device) -> _Training:
     model = build_maskrcnn(cfg.backbone, image_size=cfg.image_size, pretrained=cfg.pretrained).to(device)
     if info.distributed:
         model = torch.nn.parallel.DistributedDataParallel(
@@ -239,75 +247,94 @@ def train_torchvision(cfg: TrainConfig, *, resume: bool = False, progress: bool 
         steps=cfg.steps,
         gamma=cfg.gamma,
     )
-    use_amp = cfg.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
-    start_iter, start_epoch = _resume(checkpointer, cfg, model, optimizer, scheduler, scaler) if resume else (0, 0)
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp and device.type == "cuda")
+    return _Training(model, params, optimizer, scheduler, scaler, device, lr)
 
-    metrics = MetricsLogger(out, enabled=dist.is_main())
-    if dist.is_main():
+
+def _step(
+    t: _Training, images: list, targets: list, iteration: int, clip_grad_norm: float
+) -> tuple[dict[str, torch.Tensor], float]:
+    """One SGD step on a batch; returns the losses and the gradient norm before clipping."""
+    images = [im.to(t.device, non_blocking=True) for im in images]
+    targets = [{k: v.to(t.device, non_blocking=True) for k, v in target.items()} for target in targets]
+    with torch.autocast(t.device.type, enabled=t.scaler.is_enabled()):
+        losses = t.model(images, targets)
+    loss = sum(losses.values())
+    if not torch.isfinite(loss.detach()):
+        raise FloatingPointError(
+            f"loss became {float(loss)} at iteration {iteration} ({ {k: float(v) for k, v in losses.items()} }); lower base_lr or check the data"
+        )
+    t.optimizer.zero_grad(set_to_none=True)
+    t.scaler.scale(loss).backward()
+    t.scaler.unscale_(t.optimizer)
+    grad_norm = torch.nn.utils.clip_grad_norm_(t.params, clip_grad_norm)
+    t.scaler.step(t.optimizer)
+    t.scaler.update()
+    t.scheduler.step()
+    return losses, float(grad_norm)
+
+
+def train_torchvision(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> Path:
+    """Train a torchvision Mask R-CNN; returns the path of ``model_final.pth``."""
+    check_train_config(cfg)
+    info, device = dist.init(cfg.device)
+    out = Path(cfg.out)
+    checkpointer = Checkpointer(out)
+    seed_everything(cfg.seed + info.rank)
+    train_set, val_set = _datasets(cfg, progress=progress)
+    t = _setup(cfg, info, device)
+    start_iter, start_epoch = (
+        _resume(checkpointer, cfg, t.model, t.optimizer, t.scheduler, t.scaler) if resume else (0, 0)
+    )
+    main = dist.is_main()
+    metrics = MetricsLogger(out, enabled=main)
+    if main:
         log.info(
             "training %s (torchvision) on %d images, %d process(es) on %s, lr %.4g, %d iterations",
             cfg.backbone,
             len(train_set),
             info.world_size,
             device.type,
-            lr,
+            t.lr,
             cfg.max_iter,
         )
-    model.train()
-    bar = tqdm(
-        total=cfg.max_iter, initial=start_iter, desc="train", unit="it", disable=not (progress and dist.is_main())
-    )
+    t.model.train()
+    bar = tqdm(total=cfg.max_iter, initial=start_iter, desc="train", unit="it", disable=not (progress and main))
     stream = _batches(train_set, cfg, info, start_epoch)
     epoch = start_epoch
     window_start, window_images = time.perf_counter(), 0
     for iteration in range(start_iter, cfg.max_iter):
         epoch, images, targets = next(stream)
-        images = [im.to(device, non_blocking=True) for im in images]
-        targets = [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
-        with torch.autocast(device.type, enabled=use_amp):
-            losses = model(images, targets)
-        loss = sum(losses.values())
-        if not torch.isfinite(loss.detach()):
-            raise FloatingPointError(
-                f"loss became {float(loss)} at iteration {iteration} ({ {k: float(v) for k, v in losses.items()} }); lower base_lr or check the data"
-            )
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad_norm)
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
+        losses, grad_norm = _step(t, images, targets, iteration, cfg.clip_grad_norm)
         window_images += len(images) * info.world_size
         done = iteration + 1
         if done % cfg.log_period == 0 or done == cfg.max_iter:
             reduced = {k: float(dist.all_reduce_mean(v.detach())) for k, v in losses.items()}
-            elapsed = time.perf_counter() - window_start
+            rate = window_images / max(time.perf_counter() - window_start, 1e-9)
             values = {
                 "loss": sum(reduced.values()),
                 **reduced,
-                "lr": optimizer.param_groups[0]["lr"],
-                "grad_norm": float(grad_norm),
-                "images_per_s": window_images / max(elapsed, 1e-9),
+                "lr": t.optimizer.param_groups[0]["lr"],
+                "grad_norm": grad_norm,
+                "images_per_s": rate,
                 "epoch": epoch,
             }
             metrics.log(done, values)
             bar.set_postfix(loss=f"{values['loss']:.3f}", lr=f"{values['lr']:.2g}")
             window_start, window_images = time.perf_counter(), 0
-        if cfg.checkpoint_period and done % cfg.checkpoint_period == 0 and done < cfg.max_iter and dist.is_main():
-            checkpointer.save(f"model_{done:07d}", _state(model, optimizer, scheduler, scaler, done, epoch, cfg))
-        if cfg.eval_period and done % cfg.eval_period == 0 and done < cfg.max_iter and dist.is_main() and len(val_set):
+        if main and done < cfg.max_iter and cfg.checkpoint_period and done % cfg.checkpoint_period == 0:
+            checkpointer.save(f"model_{done:07d}", t.state(done, epoch, cfg))
+        if main and done < cfg.max_iter and cfg.eval_period and done % cfg.eval_period == 0 and len(val_set):
             metrics.log(
-                done, {"val_mAP": evaluate_map(_unwrap(model), val_set, device, max_images=cfg.max_eval_images)}
+                done, {"val_mAP": evaluate_map(_unwrap(t.model), val_set, device, max_images=cfg.max_eval_images)}
             )
         bar.update()
     bar.close()
     final = out / "model_final.pth"
-    if dist.is_main():
-        checkpointer.save("model_final", _state(model, optimizer, scheduler, scaler, cfg.max_iter, epoch, cfg))
+    if main:
+        checkpointer.save("model_final", t.state(cfg.max_iter, epoch, cfg))
         if len(val_set):
-            val_map = evaluate_map(_unwrap(model), val_set, device, max_images=cfg.max_eval_images)
+            val_map = evaluate_map(_unwrap(t.model), val_set, device, max_images=cfg.max_eval_images)
             metrics.log(cfg.max_iter, {"val_mAP": val_map})
             log.info("validation mAP (weak labels, %d images): %.4f", min(len(val_set), cfg.max_eval_images), val_map)
         log.info("wrote %s", final)

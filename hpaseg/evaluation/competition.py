@@ -221,63 +221,78 @@ def competition_map(
     candidates: dict[int, list[tuple[float, int, int]]] = {c: [] for c in range(NUM_CLASSES)}
     images: list[_ImageEval] = []
     for t_row in truth_rows.values():
-        true_rles, true_index = _distinct_rles(t_row, "truth")
-        labels = np.array([p.label for p in t_row.predictions], dtype=np.int64)
-        true_index_arr = np.asarray(true_index, dtype=np.int64)
-        true_by_class = {int(c): true_index_arr[labels == c] for c in np.unique(labels)}
-        for c, members in true_by_class.items():
-            if not 0 <= c < NUM_CLASSES:
-                raise InputError(f"truth image {t_row.image_id!r}: label {c} is outside 0-{NUM_CLASSES - 1}")
+        image = _image_eval(t_row, sub_rows.get(t_row.image_id), len(images), candidates)
+        for c, members in image.true_by_class.items():
             n_true[c] += len(members)
-        s_row = sub_rows.get(t_row.image_id)
-        if s_row is not None and (s_row.width, s_row.height) != (t_row.width, t_row.height):
-            raise InputError(
-                f"submission image {s_row.image_id!r}: size {s_row.width}x{s_row.height} (ImageWidth x ImageHeight); "
-                f"the truth says {t_row.width}x{t_row.height}"
-            )
-        iou = np.zeros((0, len(true_rles)))
-        if s_row is not None and s_row.predictions:
-            pred_rles, pred_index = _distinct_rles(s_row, "submission")
-            iou = np.zeros((len(pred_rles), len(true_rles)))
-            if true_rles:
-                iou = np.asarray(coco_mask.iou(pred_rles, true_rles, [0] * len(true_rles)), dtype=np.float64)
-            position = len(images)
-            for p, m in zip(s_row.predictions, pred_index):
-                if not 0 <= p.label < NUM_CLASSES:
-                    raise InputError(
-                        f"submission image {s_row.image_id!r}: label {p.label} is outside 0-{NUM_CLASSES - 1}"
-                    )
-                candidates[p.label].append((float(p.confidence), position, m))
-        images.append(_ImageEval(iou, true_by_class))
+        images.append(image)
     if not any(n_true.values()):
         raise InputError("truth has no cells; nothing to score (expected at least one 'label confidence mask' triple)")
     n_ignored = sum(len(r.predictions) for i, r in sub_rows.items() if i not in truth_rows)
-
     ap: dict[int, float] = {}
     n_pred: dict[int, int] = {}
     n_tp: dict[int, int] = {}
     for c in range(NUM_CLASSES):
-        preds = candidates[c]
-        n_pred[c] = len(preds)
-        confidences = np.array([p[0] for p in preds], dtype=np.float64)
-        order = np.argsort(-confidences, kind="stable")
-        matched: dict[int, np.ndarray] = {}
-        is_tp = np.zeros(len(preds), dtype=bool)
-        for rank, k in enumerate(order):
-            _, position, m = preds[k]
-            members = images[position].true_by_class.get(c)
-            if members is None or not len(members):
-                continue
-            taken = matched.setdefault(position, np.zeros(len(members), dtype=bool))
-            ious = np.where(taken, -1.0, images[position].iou[m, members])
-            best = int(np.argmax(ious))
-            if ious[best] >= iou_threshold:
-                taken[best] = True
-                is_tp[rank] = True
-        n_tp[c] = int(is_tp.sum())
+        is_tp = _true_positives(c, candidates[c], images, iou_threshold)
+        n_pred[c], n_tp[c] = len(is_tp), int(is_tp.sum())
         ap[c] = interpolated_average_precision(is_tp, n_true[c]) if n_true[c] else math.nan
     score = float(np.mean([ap[c] for c in range(NUM_CLASSES) if n_true[c]]))
     return MapResult(ap, n_true, n_pred, n_tp, score, float(iou_threshold), n_ignored)
+
+
+def _image_eval(
+    t_row: SubmissionRow,
+    s_row: SubmissionRow | None,
+    position: int,
+    candidates: dict[int, list[tuple[float, int, int]]],
+) -> _ImageEval:
+    """One truth image: its true cells by class, the IoUs of its predicted masks with them;
+    its predictions are appended to ``candidates`` (per class) as (confidence, position, mask)."""
+    true_rles, true_index = _distinct_rles(t_row, "truth")
+    labels = np.array([p.label for p in t_row.predictions], dtype=np.int64)
+    true_index_arr = np.asarray(true_index, dtype=np.int64)
+    true_by_class = {int(c): true_index_arr[labels == c] for c in np.unique(labels)}
+    for c in true_by_class:
+        if not 0 <= c < NUM_CLASSES:
+            raise InputError(f"truth image {t_row.image_id!r}: label {c} is outside 0-{NUM_CLASSES - 1}")
+    if s_row is not None and (s_row.width, s_row.height) != (t_row.width, t_row.height):
+        raise InputError(
+            f"submission image {s_row.image_id!r}: size {s_row.width}x{s_row.height} (ImageWidth x ImageHeight); "
+            f"the truth says {t_row.width}x{t_row.height}"
+        )
+    iou = np.zeros((0, len(true_rles)))
+    if s_row is not None and s_row.predictions:
+        pred_rles, pred_index = _distinct_rles(s_row, "submission")
+        iou = np.zeros((len(pred_rles), len(true_rles)))
+        if true_rles:
+            iou = np.asarray(coco_mask.iou(pred_rles, true_rles, [0] * len(true_rles)), dtype=np.float64)
+        for p, m in zip(s_row.predictions, pred_index):
+            if not 0 <= p.label < NUM_CLASSES:
+                raise InputError(f"submission image {s_row.image_id!r}: label {p.label} is outside 0-{NUM_CLASSES - 1}")
+            candidates[p.label].append((float(p.confidence), position, m))
+    return _ImageEval(iou, true_by_class)
+
+
+def _true_positives(
+    c: int, preds: list[tuple[float, int, int]], images: list[_ImageEval], iou_threshold: float
+) -> np.ndarray:
+    """Whether each prediction of class ``c``, in decreasing order of confidence (ties in
+    submission order), matches a still-unmatched true cell of ``c`` in its image."""
+    confidences = np.array([p[0] for p in preds], dtype=np.float64)
+    order = np.argsort(-confidences, kind="stable")
+    matched: dict[int, np.ndarray] = {}
+    is_tp = np.zeros(len(preds), dtype=bool)
+    for rank, k in enumerate(order):
+        _, position, m = preds[k]
+        members = images[position].true_by_class.get(c)
+        if members is None or not len(members):
+            continue
+        taken = matched.setdefault(position, np.zeros(len(members), dtype=bool))
+        ious = np.where(taken, -1.0, images[position].iou[m, members])
+        best = int(np.argmax(ious))
+        if ious[best] >= iou_threshold:
+            taken[best] = True
+            is_tp[rank] = True
+    return is_tp
 
 
 def per_image_map(

@@ -12,7 +12,38 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["label_iou_matrix", "greedy_match", "SegmentationMatch", "match_label_images"]
+__all__ = ["label_overlap", "label_iou_matrix", "greedy_match", "SegmentationMatch", "match_label_images"]
+
+
+def label_overlap(true_labels: np.ndarray, pred_labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Overlap areas of every true cell with every predicted cell, from one pass over the images.
+
+    Parameters
+    ----------
+    true_labels, pred_labels : ndarray, shape (H, W), int
+        Label images (0 = background).
+
+    Returns
+    -------
+    inter : ndarray, shape (n_true + 1, n_pred + 1), int64
+        Pixels in each (true label, predicted label) pair, background included as row
+        and column 0 when present (so row sums are the true cells' areas).
+    true_ids, pred_ids : ndarray of int
+        The label of each row and column.
+
+    Examples
+    --------
+    >>> inter, ti, pi = label_overlap(np.array([[1, 1, 0, 2]]), np.array([[5, 0, 0, 7]]))
+    >>> inter.tolist(), ti.tolist(), pi.tolist()
+    ([[1, 0, 0], [1, 1, 0], [0, 0, 1]], [0, 1, 2], [0, 5, 7])
+    """
+    if true_labels.shape != pred_labels.shape:
+        raise ValueError(f"label images differ in shape: {true_labels.shape} vs {pred_labels.shape}")
+    true_ids, t_inv = np.unique(true_labels, return_inverse=True)
+    pred_ids, p_inv = np.unique(pred_labels, return_inverse=True)
+    nt, npred = len(true_ids), len(pred_ids)
+    inter = np.bincount(t_inv.ravel() * npred + p_inv.ravel(), minlength=nt * npred).reshape(nt, npred)
+    return inter, true_ids, pred_ids
 
 
 def label_iou_matrix(true_labels: np.ndarray, pred_labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -36,14 +67,8 @@ def label_iou_matrix(true_labels: np.ndarray, pred_labels: np.ndarray) -> tuple[
     >>> iou.tolist(), ti.tolist(), pi.tolist()
     ([[0.5, 0.0], [0.0, 1.0]], [1, 2], [5, 7])
     """
-    if true_labels.shape != pred_labels.shape:
-        raise ValueError(f"label images differ in shape: {true_labels.shape} vs {pred_labels.shape}")
-    true_ids, t_inv = np.unique(true_labels, return_inverse=True)
-    pred_ids, p_inv = np.unique(pred_labels, return_inverse=True)
-    nt, npred = len(true_ids), len(pred_ids)
-    inter = (
-        np.bincount(t_inv.ravel() * npred + p_inv.ravel(), minlength=nt * npred).reshape(nt, npred).astype(np.float64)
-    )
+    inter, true_ids, pred_ids = label_overlap(true_labels, pred_labels)
+    inter = inter.astype(np.float64)
     area_t = inter.sum(axis=1, keepdims=True)
     area_p = inter.sum(axis=0, keepdims=True)
     union = area_t + area_p - inter

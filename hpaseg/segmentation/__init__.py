@@ -20,15 +20,19 @@ from .methods import METHODS, make_segmenter
 from .precomputed import PrecomputedSegmenter
 from .runner import SegmentSummary, segment_images, select_shard
 from .watershed import (
+    InteriorMap,
     WatershedParams,
     WatershedSegmenter,
     grow_cells,
+    interior_map,
     segment_nuclei,
     segment_watershed,
     working_scale,
 )
 
 __all__ = [
+    "InteriorMap",
+    "interior_map",
     "MAX_LABEL",
     "Segmenter",
     "check_rgby",

@@ -146,6 +146,29 @@ def segment_images(
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     if workers < 1:
         raise InputError(f"workers: expected at least 1, got {workers}", param="workers")
+    selected = _select(data_dir, ids, shard)
+    done = [] if overwrite else [i for i in selected if io.mask_paths(out_dir, i)[0].is_file()]
+    todo = [i for i in selected if i not in set(done)]
+    if done:
+        log.info("skipping %d of %d images already segmented in %s", len(done), len(selected), out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    bar = tqdm(total=len(todo), unit="img", desc="segment", disable=None if progress else True, file=sys.stderr)
+    inputs = _iter_inputs(data_dir, todo, segmenter, read_threads)
+    try:
+        if workers == 1:
+            n_cells = sum(
+                _segment_and_write(segmenter, out_dir, image_id, image)[1] for image_id, image in _counted(inputs, bar)
+            )
+        else:
+            n_cells = _segment_in_pool(segmenter, out_dir, inputs, workers, bar)
+    finally:
+        bar.close()
+    return SegmentSummary(len(todo), len(done), n_cells, time.perf_counter() - start)
+
+
+def _select(data_dir: Path, ids: Sequence[str] | None, shard: tuple[int, int] | None) -> list[str]:
+    """The IDs to segment: all images of ``data_dir`` or ``ids`` (checked), then the shard."""
     available = io.list_image_ids(data_dir)
     if not available:
         raise InputError(f"{data_dir}: no images; expected {{ID}}_{{{','.join(CHANNEL_NAMES)}}}.png files")
@@ -161,41 +184,34 @@ def segment_images(
                 param="ids",
             )
         selected = sorted(set(ids))
-    if shard is not None:
-        selected = select_shard(selected, *shard)
-    done = [] if overwrite else [i for i in selected if io.mask_paths(out_dir, i)[0].is_file()]
-    todo = [i for i in selected if i not in set(done)]
-    if done:
-        log.info("skipping %d of %d images already segmented in %s", len(done), len(selected), out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    return select_shard(selected, *shard) if shard is not None else selected
 
-    start = time.perf_counter()
+
+def _counted(items: Iterator, bar: tqdm) -> Iterator:
+    """``items``, advancing ``bar`` after each."""
+    for item in items:
+        yield item
+        bar.update()
+
+
+def _segment_in_pool(
+    segmenter: Segmenter, out_dir: Path, inputs: Iterator[tuple[str, np.ndarray]], workers: int, bar: tqdm
+) -> int:
+    """Segment and write in ``workers`` processes, at most two images per worker in flight; returns the cells found."""
+    context = multiprocessing.get_context("spawn")  # no fork after torch/OpenMP threads started
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(segmenter,))
+    pending: list[Future] = []
     n_cells = 0
-    bar = tqdm(total=len(todo), unit="img", desc="segment", disable=None if progress else True, file=sys.stderr)
-    inputs = _iter_inputs(data_dir, todo, segmenter, read_threads)
     try:
-        if workers == 1:
-            for image_id, image in inputs:
-                n_cells += _segment_and_write(segmenter, out_dir, image_id, image)[1]
+        for image_id, image in inputs:
+            payload = image if getattr(segmenter, "needs_pixels", True) else image.shape
+            pending.append(pool.submit(_segment_and_write, None, out_dir, image_id, payload))
+            while len(pending) >= 2 * workers:
+                n_cells += pending.pop(0).result()[1]
                 bar.update()
-        else:
-            context = multiprocessing.get_context("spawn")  # no fork after torch/OpenMP threads started
-            pool = ProcessPoolExecutor(
-                max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(segmenter,)
-            )
-            pending: list[Future] = []
-            try:
-                for image_id, image in inputs:
-                    payload = image if getattr(segmenter, "needs_pixels", True) else image.shape
-                    pending.append(pool.submit(_segment_and_write, None, out_dir, image_id, payload))
-                    while len(pending) >= 2 * workers:
-                        n_cells += pending.pop(0).result()[1]
-                        bar.update()
-                for future in pending:
-                    n_cells += future.result()[1]
-                    bar.update()
-            finally:
-                pool.shutdown(wait=True, cancel_futures=True)
+        for future in pending:
+            n_cells += future.result()[1]
+            bar.update()
     finally:
-        bar.close()
-    return SegmentSummary(len(todo), len(done), n_cells, time.perf_counter() - start)
+        pool.shutdown(wait=True, cancel_futures=True)
+    return n_cells

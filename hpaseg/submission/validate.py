@@ -97,6 +97,34 @@ def _validate_prediction_string(text: str, width: int, height: int, where: str) 
     return len(tokens) // 3, len(masks)
 
 
+def _check_row(
+    fields: list[str], where: str, seen: dict[str, int], expected: set[str] | None, data_dir
+) -> tuple[str, int, int, str]:
+    """Check the ID and size fields of one row; returns ``(ID, width, height, PredictionString)``."""
+    if len(fields) != len(SUBMISSION_HEADER):
+        raise InputError(
+            f"{where}: {len(fields)} fields; expected {len(SUBMISSION_HEADER)} ({','.join(SUBMISSION_HEADER)})"
+        )
+    image_id, width_text, height_text, predictions = fields
+    if not image_id or image_id != image_id.strip():
+        raise InputError(f"{where}, ID: {image_id!r}; expected a non-empty image ID without surrounding spaces")
+    if image_id in seen:
+        raise InputError(f"{where}, ID: {image_id!r} already on line {seen[image_id]}; each image must appear once")
+    if expected is not None and image_id not in expected:
+        raise InputError(
+            f"{where}, ID: {image_id!r} is not an image in {data_dir}; rows are only allowed for its images"
+        )
+    width = _positive_int(width_text, where, "ImageWidth")
+    height = _positive_int(height_text, where, "ImageHeight")
+    if data_dir is not None:
+        true_h, true_w = read_image_size(data_dir, image_id)
+        if (width, height) != (true_w, true_h):
+            raise InputError(
+                f"{where}, ImageWidth/ImageHeight: {width}x{height}; the image in {data_dir} is {true_w}x{true_h}"
+            )
+    return image_id, width, height, predictions
+
+
 def validate_submission(path: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> ValidationReport:
     """Check a Kaggle submission CSV strictly (the rules are in the module docstring).
 
@@ -126,7 +154,7 @@ def validate_submission(path: str | os.PathLike, data_dir: str | os.PathLike | N
         expected_ids = list_image_ids(data_dir)
         if not expected_ids:
             raise InputError(f"{data_dir}: no images ({{ID}}_green.png files); expected the folder of test images")
-    expected = set(expected_ids or ())
+    expected = set(expected_ids) if expected_ids is not None else None
     seen: dict[str, int] = {}
     n_predictions = n_cells = n_empty = 0
     try:
@@ -142,32 +170,8 @@ def validate_submission(path: str | os.PathLike, data_dir: str | os.PathLike | N
             for fields in reader:
                 line = reader.line_num
                 where = f"{path}, line {line}"
-                if len(fields) != len(SUBMISSION_HEADER):
-                    raise InputError(
-                        f"{where}: {len(fields)} fields; expected {len(SUBMISSION_HEADER)} ({','.join(SUBMISSION_HEADER)})"
-                    )
-                image_id, width_text, height_text, predictions = fields
-                if not image_id or image_id != image_id.strip():
-                    raise InputError(
-                        f"{where}, ID: {image_id!r}; expected a non-empty image ID without surrounding spaces"
-                    )
-                if image_id in seen:
-                    raise InputError(
-                        f"{where}, ID: {image_id!r} already on line {seen[image_id]}; each image must appear once"
-                    )
+                image_id, width, height, predictions = _check_row(fields, where, seen, expected, data_dir)
                 seen[image_id] = line
-                if expected_ids is not None and image_id not in expected:
-                    raise InputError(
-                        f"{where}, ID: {image_id!r} is not an image in {data_dir}; rows are only allowed for its images"
-                    )
-                width = _positive_int(width_text, where, "ImageWidth")
-                height = _positive_int(height_text, where, "ImageHeight")
-                if data_dir is not None:
-                    true_h, true_w = read_image_size(data_dir, image_id)
-                    if (width, height) != (true_w, true_h):
-                        raise InputError(
-                            f"{where}, ImageWidth/ImageHeight: {width}x{height}; the image in {data_dir} is {true_w}x{true_h}"
-                        )
                 n_pred, n_masks = _validate_prediction_string(predictions, width, height, f"{where}, PredictionString")
                 n_predictions += n_pred
                 n_cells += n_masks

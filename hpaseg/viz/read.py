@@ -43,7 +43,8 @@ def _weak_mask_dir(weak_labels: Path) -> Path:
         if masks:
             return Path(masks)
     raise InputError(
-        f"--weak-labels {weak_labels}: no propagate.json with the masks folder next to it; give the segmentation masks with --weak-masks"
+        f"weak_labels {weak_labels}: no propagate.json with the masks folder next to it; give the segmentation masks as weak_masks",
+        param=("weak_labels", "weak_masks"),
     )
 
 
@@ -103,87 +104,115 @@ def read_image_panels(
 
     data_dir = Path(data_dir)
     if not image_ids:
-        raise InputError("no image IDs given; expected at least one ID")
+        raise InputError("ids: no image IDs given; expected at least one ID", param="ids")
     if masks is not None and submission is not None:
-        raise InputError("give the prediction either as masks (--masks) or as a submission (--submission), not both")
+        raise InputError(
+            "give the prediction either as masks or as a submission, not both", param=("masks", "submission")
+        )
     available = set(io.list_image_ids(data_dir))
     unknown = [i for i in image_ids if i not in available]
     if unknown:
         raise InputError(
-            f"image {unknown[0]!r} is not in {data_dir} ({len(available)} images there); expected IDs of {{ID}}_green.png files in --data"
+            f"image {unknown[0]!r} is not in data {data_dir} ({len(available)} images there); expected IDs of {{ID}}_green.png files",
+            param="data",
         )
-
-    pred_cells: dict[str, CellClasses] = {}
-    sub_rows: dict[str, SubmissionRow] = {}
-    if masks is not None:
-        masks = Path(masks)
-        cells_csv = Path(cells_csv) if cells_csv is not None else masks / "cells.csv"
-        pred_cells = group_cell_labels(read_cell_labels(cells_csv))
-    elif submission is not None:
-        sub_rows = {r.image_id: r for r in read_submission(submission)}
-    weak: dict[str, CellClasses] = {}
-    if weak_labels is not None:
-        weak_labels = Path(weak_labels)
-        weak = weak_cell_classes(io.read_table(weak_labels, ("ID", "cell", "Label")), source=str(weak_labels))
-        weak_masks = Path(weak_masks) if weak_masks is not None else _weak_mask_dir(weak_labels)
-    truth_rows: dict[str, SubmissionRow] = {}
-    if truth is not None:
-        truth_rows = {r.image_id: r for r in read_submission(truth)}
-
+    sources = _Sources(data_dir, masks, cells_csv, submission, weak_labels, weak_masks, truth, require_all)
     out: dict[str, tuple[np.ndarray, list[CellPanel]]] = {}
     for image_id in image_ids:
         image = io.read_rgby(data_dir, image_id)
-        shape = image.shape[:2]
-        panels: list[CellPanel] = []
-        if masks is not None:
-            path = io.mask_paths(masks, image_id)[0]
+        panels = [
+            sources.prediction(image_id, image.shape[:2]),
+            sources.weak(image_id, image.shape[:2]),
+            sources.truth_panel(image_id, image.shape[:2]),
+        ]
+        out[image_id] = (image, [p for p in panels if p is not None])
+    return out
+
+
+class _Sources:
+    """What the panels of every image are read from, each table read once."""
+
+    def __init__(
+        self, data_dir: Path, masks, cells_csv, submission, weak_labels, weak_masks, truth, require_all: bool
+    ) -> None:
+        self.data_dir, self.require_all = data_dir, require_all
+        self.masks = Path(masks) if masks is not None else None
+        self.cells_csv = (
+            (Path(cells_csv) if cells_csv is not None else self.masks / "cells.csv") if self.masks is not None else None
+        )
+        self.pred_cells: dict[str, CellClasses] = (
+            group_cell_labels(read_cell_labels(self.cells_csv)) if self.cells_csv is not None else {}
+        )
+        self.submission = submission
+        self.sub_rows: dict[str, SubmissionRow] = (
+            {r.image_id: r for r in read_submission(submission)} if submission is not None else {}
+        )
+        self.weak_labels = Path(weak_labels) if weak_labels is not None else None
+        self.weak_cells: dict[str, CellClasses] = {}
+        if self.weak_labels is not None:
+            self.weak_cells = weak_cell_classes(
+                io.read_table(self.weak_labels, ("ID", "cell", "Label")), source=str(self.weak_labels)
+            )
+            self.weak_masks = Path(weak_masks) if weak_masks is not None else _weak_mask_dir(self.weak_labels)
+        self.truth = truth
+        self.truth_rows: dict[str, SubmissionRow] = (
+            {r.image_id: r for r in read_submission(truth)} if truth is not None else {}
+        )
+
+    def prediction(self, image_id: str, shape: tuple[int, int]) -> CellPanel | None:
+        if self.masks is not None:
+            path = io.mask_paths(self.masks, image_id)[0]
             labels = io.read_mask(path)
-            _check_shape(labels.shape, shape, str(path), image_id, data_dir)
-            cells = pred_cells.get(image_id, {})
+            _check_shape(labels.shape, shape, str(path), image_id, self.data_dir)
+            cells = self.pred_cells.get(image_id, {})
             present = set(np.unique(labels).tolist())
             stray = sorted(c for c in cells if c not in present)
             if stray:
                 raise InputError(
-                    f"{cells_csv}: cell {stray[0]} of image {image_id!r} is not in {path}; the table and the masks must come from the same run"
+                    f"{self.cells_csv}: cell {stray[0]} of image {image_id!r} is not in {path}; the table and the masks must come from the same run"
                 )
-            panels.append(
-                CellPanel(f"Prediction: {len(present - {0})} cells (top class, confidence)", labels, cells, "top")
-            )
-        elif submission is not None:
-            row = sub_rows.get(image_id)
+            return CellPanel(f"Prediction: {len(present - {0})} cells (top class, confidence)", labels, cells, "top")
+        if self.submission is not None:
+            row = self.sub_rows.get(image_id)
             if row is None:
                 raise InputError(
-                    f"--submission {submission}: no row for image {image_id!r}; expected one row per image"
+                    f"submission {self.submission}: no row for image {image_id!r}; expected one row per image",
+                    param="submission",
                 )
-            _check_shape((row.height, row.width), shape, f"{submission}, image {image_id!r}", image_id, data_dir)
+            _check_shape(
+                (row.height, row.width), shape, f"{self.submission}, image {image_id!r}", image_id, self.data_dir
+            )
             labels, cells = cells_from_submission_row(row)
-            panels.append(CellPanel(f"Prediction: {len(cells)} cells (top class, confidence)", labels, cells, "top"))
-        if weak_labels is not None:
-            if image_id in weak:
-                path = io.mask_paths(weak_masks, image_id)[0]
-                labels = io.read_mask(path)
-                _check_shape(labels.shape, shape, str(path), image_id, data_dir)
-                panels.append(
-                    CellPanel(
-                        f"Segmentation + weak labels: {_describe_labels(weak[image_id])}",
-                        labels,
-                        weak[image_id],
-                        "none",
-                    )
-                )
-            elif require_all:
+            return CellPanel(f"Prediction: {len(cells)} cells (top class, confidence)", labels, cells, "top")
+        return None
+
+    def weak(self, image_id: str, shape: tuple[int, int]) -> CellPanel | None:
+        if self.weak_labels is None:
+            return None
+        if image_id not in self.weak_cells:
+            if self.require_all:
                 raise InputError(
-                    f"--weak-labels {weak_labels}: no cells of image {image_id!r}; weak labels exist only for images of the training CSV given to hpaseg propagate"
+                    f"weak_labels {self.weak_labels}: no cells of image {image_id!r}; weak labels exist only for images of the training CSV given to hpaseg propagate",
+                    param="weak_labels",
                 )
-        if truth is not None:
-            row = truth_rows.get(image_id)
-            if row is not None:
-                _check_shape((row.height, row.width), shape, f"{truth}, image {image_id!r}", image_id, data_dir)
-                labels, cells = cells_from_submission_row(row)
-                panels.append(CellPanel(f"Truth: {len(cells)} cells (all classes)", labels, cells, "all"))
-            elif require_all:
+            return None
+        path = io.mask_paths(self.weak_masks, image_id)[0]
+        labels = io.read_mask(path)
+        _check_shape(labels.shape, shape, str(path), image_id, self.data_dir)
+        cells = self.weak_cells[image_id]
+        return CellPanel(f"Segmentation + weak labels: {_describe_labels(cells)}", labels, cells, "none")
+
+    def truth_panel(self, image_id: str, shape: tuple[int, int]) -> CellPanel | None:
+        if self.truth is None:
+            return None
+        row = self.truth_rows.get(image_id)
+        if row is None:
+            if self.require_all:
                 raise InputError(
-                    f"--truth {truth}: no row for image {image_id!r}; expected the true cells of every image asked for"
+                    f"truth {self.truth}: no row for image {image_id!r}; expected the true cells of every image asked for",
+                    param="truth",
                 )
-        out[image_id] = (image, panels)
-    return out
+            return None
+        _check_shape((row.height, row.width), shape, f"{self.truth}, image {image_id!r}", image_id, self.data_dir)
+        labels, cells = cells_from_submission_row(row)
+        return CellPanel(f"Truth: {len(cells)} cells (all classes)", labels, cells, "all")

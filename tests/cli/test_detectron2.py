@@ -49,9 +49,9 @@ TINY = [
 
 
 def _engine():
-    from hpaseg.models import detectron2_engine
+    import hpaseg.detection.detectron2 as engine
 
-    return detectron2_engine
+    return engine
 
 
 def test_train_and_predict_on_cpu(tiny_dataset, tmp_path, capsys):
@@ -64,7 +64,7 @@ def test_train_and_predict_on_cpu(tiny_dataset, tmp_path, capsys):
         "--engine",
         "detectron2",
         "--config",
-        str(_engine().CONFIG_DIR / CONFIGS[0]),
+        str(_engine().config_dir() / CONFIGS[0]),
         "--dataset",
         str(tiny_dataset["dataset"]),
         "--data",

@@ -19,9 +19,9 @@ CONFIGS = ["mask_rcnn_R_101_FPN_hpa.yaml", "mask_rcnn_X_101_32x8d_FPN_hpa.yaml"]
 
 
 def _engine():
-    from hpaseg.models import detectron2_engine
+    import hpaseg.detection.detectron2 as engine
 
-    return detectron2_engine
+    return engine
 
 
 def test_no_registration_on_import():
@@ -30,7 +30,7 @@ def test_no_registration_on_import():
     _engine()
     import importlib
 
-    import hpaseg.models.detectron2_engine as mod
+    import hpaseg.detection.detectron2.data as mod
 
     importlib.reload(mod)
     # Reloading the module registers nothing new.
@@ -42,7 +42,7 @@ def test_no_registration_on_import():
 @pytest.mark.parametrize("name", CONFIGS)
 def test_configs_load_with_four_channels(name):
     eng = _engine()
-    cfg = eng.load_config(eng.CONFIG_DIR / name)
+    cfg = eng.load_config(eng.config_dir() / name)
     assert len(cfg.MODEL.PIXEL_MEAN) == 4 and len(cfg.MODEL.PIXEL_STD) == 4
     assert cfg.MODEL.ROI_HEADS.NUM_CLASSES == 19 and cfg.MODEL.RESNETS.DEPTH == 101
     assert cfg.MODEL.ANCHOR_GENERATOR.SIZES == [[32], [64], [128], [256], [512]]  # from HPA.IMAGE_SIZE 1024
@@ -55,14 +55,14 @@ def test_config_errors(tmp_path):
     with pytest.raises(InputError, match="no such file"):
         eng.load_config(tmp_path / "missing.yaml")
     bad = tmp_path / "bad.yaml"
-    bad.write_text(f'_BASE_: "{eng.CONFIG_DIR / "Base-HPA-MaskRCNN.yaml"}"\nMODEL:\n  NO_SUCH_KEY: 1\n')
+    bad.write_text(f'_BASE_: "{eng.config_dir() / "Base-HPA-MaskRCNN.yaml"}"\nMODEL:\n  NO_SUCH_KEY: 1\n')
     with pytest.raises(InputError, match="unknown key|NO_SUCH_KEY"):
         eng.load_config(bad)
-    with pytest.raises(InputError, match="--opts"):
-        eng.load_config(eng.CONFIG_DIR / CONFIGS[0], ["HPA.NOPE", "1"])
+    with pytest.raises(InputError, match="opts HPA.NOPE"):
+        eng.load_config(eng.config_dir() / CONFIGS[0], ["HPA.NOPE", "1"])
     three = tmp_path / "three.yaml"
     three.write_text(
-        f'_BASE_: "{eng.CONFIG_DIR / "Base-HPA-MaskRCNN.yaml"}"\nMODEL:\n  PIXEL_MEAN: [1.0, 2.0, 3.0]\n  PIXEL_STD: [1.0, 1.0, 1.0]\n'
+        f'_BASE_: "{eng.config_dir() / "Base-HPA-MaskRCNN.yaml"}"\nMODEL:\n  PIXEL_MEAN: [1.0, 2.0, 3.0]\n  PIXEL_STD: [1.0, 1.0, 1.0]\n'
     )
     with pytest.raises(InputError, match="four values"):
         eng.load_config(three)
@@ -73,7 +73,7 @@ def test_checkpointer_adapts_rgb_stem(tmp_path):
     from detectron2.modeling import build_model
 
     eng = _engine()
-    cfg4 = eng.load_config(eng.CONFIG_DIR / CONFIGS[0], ["MODEL.DEVICE", "cpu", "MODEL.RESNETS.DEPTH", "50"])
+    cfg4 = eng.load_config(eng.config_dir() / CONFIGS[0], ["MODEL.DEVICE", "cpu", "MODEL.RESNETS.DEPTH", "50"])
     cfg3 = cfg4.clone()
     cfg3.MODEL.PIXEL_MEAN = [103.53, 116.28, 123.675]
     cfg3.MODEL.PIXEL_STD = [1.0, 1.0, 1.0]
@@ -96,7 +96,7 @@ def test_checkpointer_adapts_rgb_stem(tmp_path):
 def test_mapper_reads_four_channels(tiny_dataset):
     eng = _engine()
     cfg = eng.load_config(
-        eng.CONFIG_DIR / CONFIGS[0],
+        eng.config_dir() / CONFIGS[0],
         ["HPA.IMAGE_SIZE", "128"],
         **{"HPA.DATASET_DIR": str(tiny_dataset["dataset"]), "HPA.DATA_DIR": str(tiny_dataset["train"])},
     )

@@ -1,0 +1,127 @@
+"""The settings of a classifier run (``hpaseg classify``): :class:`ClassifyConfig` and its checks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import InputError
+from ..runtime.schedule import SCHEDULES
+from .data import CHANNEL_MODES
+from .losses import LOSSES
+from .models import check_backbone, check_input_size
+
+__all__ = [
+    "LEVELS",
+    "AUGMENTS",
+    "DEFAULT_CHANNELS",
+    "FINAL",
+    "EVAL_FILE",
+    "CHECKPOINT_KIND",
+    "ClassifyConfig",
+    "input_size",
+    "check_config",
+]
+
+LEVELS: tuple[str, ...] = ("image", "cell")
+
+
+AUGMENTS: tuple[str, ...] = ("standard", "cutmix")
+
+
+#: Channel mode of each level when none is given.
+DEFAULT_CHANNELS: dict[str, str] = {"image": "green", "cell": "rgby"}
+
+
+#: Name of the final checkpoint (``RUN/model_final.pth``) and of the evaluation file.
+FINAL = "model_final"
+
+
+EVAL_FILE = "eval.json"
+
+
+#: ``kind`` of a classifier checkpoint.
+CHECKPOINT_KIND = "hpaseg-classifier"
+
+
+@dataclass(frozen=True)
+class ClassifyConfig:
+    """Every setting of a classifier run; saved as ``RUN/config.yaml``.
+    Any field can be overridden with ``--opts KEY VALUE``."""
+
+    level: str = "image"
+    backbone: str = "efficientnet_b0"
+    loss: str = "bce"
+    augment: str = "standard"
+    channels: str = "green"
+    dataset: str = ""
+    data: str = ""
+    masks: str | None = None
+    out: str = ""
+    image_size: int = 256  # image level: input side in px
+    crop_size: int = 128  # cell level: input side in px
+    epochs: int = 20
+    batch_size: int = 32
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    schedule: str = "constant"  # or "cosine", "step" (hpaseg.training.lr_factor)
+    warmup_iters: int = 0
+    warmup_factor: float = 0.1
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+    cutmix_p: float = 0.5
+    cutmix_alpha: float = 1.0
+    rotation_deg: float = 20.0
+    translate_fraction: float = 0.1
+    checkpoint_period: int = 1  # epochs
+    eval_period: int = 1  # epochs between validation scores; 0 = end only
+    log_period: int = 10  # iterations
+    amp: bool = True  # CUDA only
+    pretrained: str | None = None  # None, "imagenet" or a timm checkpoint path
+    device: str = "cpu"
+    workers: int = 2
+    seed: int = 0
+
+
+def input_size(cfg: ClassifyConfig) -> int:
+    """Side of the network's inputs in px: ``image_size`` (image level) or ``crop_size`` (cell level)."""
+    return cfg.image_size if cfg.level == "image" else cfg.crop_size
+
+
+def _choice(param: str, value: str, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise InputError(f"{param} {value!r}: expected one of {', '.join(choices)}", param=param)
+
+
+def check_config(cfg: ClassifyConfig, *, check_paths: bool = True) -> None:
+    """Refuse unusable settings with an :class:`InputError` naming the parameter."""
+    _choice("level", cfg.level, LEVELS)
+    check_backbone(cfg.backbone)
+    _choice("loss", cfg.loss, LOSSES)
+    _choice("augment", cfg.augment, AUGMENTS)
+    _choice("channels", cfg.channels, CHANNEL_MODES)
+    _choice("schedule", cfg.schedule, SCHEDULES)
+    for name in ("image_size", "crop_size", "epochs", "batch_size"):
+        if getattr(cfg, name) < 1:
+            raise InputError(f"{name} {getattr(cfg, name)}: expected a positive integer", param=name)
+    if not cfg.lr > 0:
+        raise InputError(f"lr {cfg.lr}: expected a positive number", param="lr")
+    if not 0 <= cfg.cutmix_p <= 1:
+        raise InputError(f"cutmix_p {cfg.cutmix_p}: expected a probability in [0, 1]", param="cutmix_p")
+    check_input_size(cfg.backbone, input_size(cfg), param="image_size" if cfg.level == "image" else "crop_size")
+    if cfg.level == "cell" and not cfg.masks:
+        raise InputError(
+            "level cell needs masks: the folder of {ID}_cellmask.png the dataset was propagated from",
+            param=("level", "masks"),
+        )
+    if check_paths:
+        for name in ("dataset", "data") + (("masks",) if cfg.level == "cell" else ()):
+            if not Path(getattr(cfg, name)).is_dir():
+                raise InputError(f"{name} {getattr(cfg, name)}: no such folder", param=name)
+        for split in ("train", "val"):
+            if not (Path(cfg.dataset) / f"{split}.json").is_file():
+                raise InputError(
+                    f"dataset {cfg.dataset}: no {split}.json; expected the output folder of 'hpaseg propagate'",
+                    param="dataset",
+                )

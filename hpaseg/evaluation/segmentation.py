@@ -1,0 +1,106 @@
+"""How well a segmentation agrees with reference masks (HPA-Cell-Segmentation's, say):
+cells matched one-to-one at IoU 0.5 and 0.6 (F1), mean best IoU, splits and merges, per
+image and pooled over images.
+
+Definitions (``cover = 0.2``):
+
+* a true cell is **split** when two or more predicted cells each cover at least 20% of it;
+* a predicted cell **merges** when it covers at least 20% of each of two or more true cells;
+* **mean best IoU**: each true cell's highest IoU with any predicted cell, averaged over
+  the true cells (pooled: over all true cells of all images);
+* **F1** = 2 matched / (n_true + n_pred), one-to-one matching (:func:`greedy_match`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .matching import greedy_match, label_iou_matrix, label_overlap
+
+__all__ = ["COVER_FRACTION", "SegmentationScore", "score_segmentation", "pool_scores"]
+
+#: Fraction of a cell another cell must cover to count towards a split or a merge.
+COVER_FRACTION = 0.2
+
+
+@dataclass
+class SegmentationScore:
+    """Agreement of one predicted label image (or a pool of them) with the reference."""
+
+    n_true: int
+    n_pred: int
+    matched_05: int
+    matched_06: int
+    splits: int
+    merges: int
+    best_ious: list[float] = field(default_factory=list)
+
+    @property
+    def f1_05(self) -> float:
+        """F1 of cells matched at IoU >= 0.5."""
+        return 2 * self.matched_05 / max(self.n_true + self.n_pred, 1)
+
+    @property
+    def f1_06(self) -> float:
+        """F1 of cells matched at IoU >= 0.6 (the competition's threshold)."""
+        return 2 * self.matched_06 / max(self.n_true + self.n_pred, 1)
+
+    @property
+    def mean_best_iou(self) -> float:
+        """Mean over true cells of their best IoU with a predicted cell (NaN without true cells)."""
+        return float(np.mean(self.best_ious)) if self.best_ious else float("nan")
+
+    def row(self) -> dict:
+        """The figures as a table row."""
+        return {
+            "n_true": self.n_true,
+            "n_pred": self.n_pred,
+            "f1_iou05": round(self.f1_05, 4),
+            "f1_iou06": round(self.f1_06, 4),
+            "mean_best_iou": round(self.mean_best_iou, 4),
+            "splits": self.splits,
+            "merges": self.merges,
+        }
+
+
+def score_segmentation(
+    true_labels: np.ndarray, pred_labels: np.ndarray, *, cover: float = COVER_FRACTION
+) -> SegmentationScore:
+    """Compare a predicted label image with the reference (see the module docstring).
+
+    Examples
+    --------
+    >>> t = np.array([[1, 1, 1, 1, 2, 2]]); p = np.array([[3, 3, 4, 4, 4, 4]])
+    >>> s = score_segmentation(t, p)
+    >>> (s.n_true, s.n_pred, s.matched_05, s.matched_06, s.splits, s.merges)  # IoUs 2/4 and 2/4
+    (2, 2, 2, 0, 1, 1)
+    """
+    iou, true_ids, pred_ids = label_iou_matrix(true_labels, pred_labels)
+    inter, t_all, p_all = label_overlap(true_labels, pred_labels)
+    covered = inter[np.ix_(t_all != 0, p_all != 0)] / np.maximum(inter[t_all != 0].sum(axis=1, keepdims=True), 1)
+    return SegmentationScore(
+        n_true=len(true_ids),
+        n_pred=len(pred_ids),
+        matched_05=len(greedy_match(iou, 0.5)),
+        matched_06=len(greedy_match(iou, 0.6)),
+        splits=int(np.sum((covered >= cover).sum(axis=1) >= 2)),
+        merges=int(np.sum((covered >= cover).sum(axis=0) >= 2)),
+        best_ious=(iou.max(axis=1) if iou.shape[1] else np.zeros(len(true_ids))).tolist(),
+    )
+
+
+def pool_scores(scores: Sequence[SegmentationScore]) -> SegmentationScore:
+    """The scores of several images as one (counts summed, best IoUs pooled)."""
+    out = SegmentationScore(0, 0, 0, 0, 0, 0, [])
+    for s in scores:
+        out.n_true += s.n_true
+        out.n_pred += s.n_pred
+        out.matched_05 += s.matched_05
+        out.matched_06 += s.matched_06
+        out.splits += s.splits
+        out.merges += s.merges
+        out.best_ious.extend(s.best_ious)
+    return out
