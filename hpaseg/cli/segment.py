@@ -9,13 +9,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .. import io
 from ..errors import InputError
+from ..evaluation.segmentation import compare_to_reference
 from ..io import check_output_path
-from ..segmentation import METHODS, WatershedParams, make_segmenter, segment_images
+from ..segmentation import METHODS, WatershedParams, make_segmenter, segment_ids, segment_images
 from ..segmentation.hpacellseg import HPA_WEIGHTS_HINT
+from ..segmentation.precomputed import NUCLEI_SOURCES
 from .base import ArgumentParser, add_quiet, cli_entry, configure_output
 
-__all__ = ["build_parser", "parse_shard", "main"]
+__all__ = ["REFERENCE_SCORES", "build_parser", "parse_shard", "main"]
+
+#: File in the masks folder with the agreement per image and pooled (``--reference``).
+REFERENCE_SCORES = "reference_scores.csv"
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -70,6 +76,12 @@ def build_parser() -> ArgumentParser:
         metavar="DIR",
         help="precomputed: folder of {ID}_cellmask.png + {ID}_nucleimask.png or {ID}.npz",
     )
+    method.add_argument(
+        "--nuclei-from",
+        choices=NUCLEI_SOURCES,
+        default=None,
+        help="precomputed: nuclei from the nucleus masks (mask, default) or found in the blue channel within each cell (blue: for cell masks alone)",
+    )
     hpa = parser.add_argument_group("hpacellseg method")
     hpa.add_argument(
         "--nuclei-model",
@@ -96,6 +108,13 @@ def build_parser() -> ArgumentParser:
         help="do only every N-th image of the sorted list, starting at I (0-based): 0/4 .. 3/4 for 4 array tasks",
     )
     run.add_argument("--overwrite", action="store_true", help="redo images whose masks exist (default: skip them)")
+    check = parser.add_argument_group("agreement with reference masks")
+    check.add_argument(
+        "--reference",
+        type=Path,
+        metavar="DIR",
+        help="reference cell masks ({ID}_cellmask.png or {ID}.npz, e.g. HPA-Cell-Segmentation's): print F1 at IoU 0.5 and 0.6, mean best IoU, splits and merges per image and pooled, and write MASKS/reference_scores.csv",
+    )
     add_quiet(parser)
     return parser
 
@@ -107,12 +126,14 @@ def _options(args: Any) -> dict[str, Any]:
     for option, value in given.items():
         if value is not None and owner[option] != args.method:
             raise InputError(f"{option} is only used with --method {owner[option]} (got --method {args.method})")
+    if args.nuclei_from is not None and args.method != "precomputed":
+        raise InputError(f"--nuclei-from is only used with --method precomputed (got --method {args.method})")
     if args.method == "watershed":
         return {"working_size_px": args.working_size_px}
     if args.method == "precomputed":
         if args.mask_dir is None:
             raise InputError("--method precomputed needs --precomputed DIR (the folder of the masks)")
-        return {"mask_dir": args.mask_dir}
+        return {"mask_dir": args.mask_dir, "nuclei_from": args.nuclei_from or "mask"}
     missing = [o for o in ("--nuclei-model", "--cell-model") if given[o] is None]
     if missing:
         raise InputError(f"--method hpacellseg needs {' and '.join(missing)} PATH; {HPA_WEIGHTS_HINT}")
@@ -135,6 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise InputError(f"--read-threads: expected at least 1, got {args.read_threads}")
     segmenter = make_segmenter(args.method, **_options(args))
     check_output_path(args.out, option="--out", folder=True)
+    if args.reference is not None and not args.reference.is_dir():
+        raise InputError(f"--reference {args.reference}: no such folder")
     summary = segment_images(
         args.data,
         args.out,
@@ -148,7 +171,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     hint = " (--overwrite redoes them)" if summary.n_skipped else ""
     print(summary.line() + hint)
+    if args.reference is not None:
+        _score_against(args)
     return 0
+
+
+def _score_against(args) -> None:
+    """Print and write the agreement of the masks of this run with the reference masks."""
+    ids = segment_ids(args.data, args.ids, parse_shard(args.shard) if args.shard else None)
+    table = compare_to_reference(
+        args.out, args.reference, [i for i in ids if io.has_cell_mask(args.reference, i)] or None
+    )
+    io.write_table(Path(args.out) / REFERENCE_SCORES, table)
+    print(table.to_string(index=False))
+    pooled = table.iloc[-1]
+    print(
+        f"pooled: {pooled['n_true']} reference cells, {pooled['n_pred']} cells: F1 {pooled['f1_iou05']:.3f} at IoU 0.5, {pooled['f1_iou06']:.3f} at IoU 0.6, mean best IoU {pooled['mean_best_iou']:.3f} -> {Path(args.out) / REFERENCE_SCORES}"
+    )
 
 
 if __name__ == "__main__":

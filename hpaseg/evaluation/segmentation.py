@@ -13,14 +13,19 @@ Definitions (``cover = 0.2``):
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
+from .. import io
+from ..errors import InputError
 from .matching import greedy_match, label_iou_matrix, label_overlap
 
-__all__ = ["COVER_FRACTION", "SegmentationScore", "score_segmentation", "pool_scores"]
+__all__ = ["COVER_FRACTION", "SegmentationScore", "score_segmentation", "pool_scores", "compare_to_reference"]
 
 #: Fraction of a cell another cell must cover to count towards a split or a merge.
 COVER_FRACTION = 0.2
@@ -104,3 +109,53 @@ def pool_scores(scores: Sequence[SegmentationScore]) -> SegmentationScore:
         out.merges += s.merges
         out.best_ious.extend(s.best_ious)
     return out
+
+
+def compare_to_reference(
+    mask_dir: str | os.PathLike, reference_dir: str | os.PathLike, image_ids: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Score the cell masks of ``mask_dir`` against the reference masks of ``reference_dir``.
+
+    Parameters
+    ----------
+    mask_dir : path
+        ``{ID}_cellmask.png`` to score (``hpaseg segment``'s output).
+    reference_dir : path
+        Reference cell masks, ``{ID}_cellmask.png`` or ``{ID}.npz`` (HPA-Cell-Segmentation's
+        format; :func:`hpaseg.io.read_cell_mask`).
+    image_ids : sequence of str, optional
+        Images to score (default: those of ``mask_dir`` that have a reference).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per image (``ID`` and the columns of :meth:`SegmentationScore.row`),
+        then a row ``ID = "pooled"`` over all images.
+
+    Raises
+    ------
+    InputError
+        No image to score, a missing reference, or masks of different sizes.
+    """
+    reference_dir = Path(reference_dir)
+    if not reference_dir.is_dir():
+        raise InputError(f"reference {reference_dir}: no such folder", param="reference")
+    if image_ids is None:
+        image_ids = [i for i in io.mask_image_ids(mask_dir) if io.has_cell_mask(reference_dir, i)]
+    if not image_ids:
+        raise InputError(
+            f"reference {reference_dir}: no reference mask for any image of {mask_dir}; expected {{ID}}_cellmask.png or {{ID}}.npz",
+            param="reference",
+        )
+    rows, scores = [], []
+    for image_id in image_ids:
+        predicted = io.read_mask(io.mask_paths(mask_dir, image_id)[0])
+        reference, source = io.read_cell_mask(reference_dir, image_id)
+        if reference.shape != predicted.shape:
+            raise InputError(
+                f"{source}: reference is {reference.shape[0]}x{reference.shape[1]} px but the mask of {image_id!r} is {predicted.shape[0]}x{predicted.shape[1]}; they must match"
+            )
+        scores.append(score_segmentation(reference, predicted))
+        rows.append({"ID": image_id, **scores[-1].row()})
+    rows.append({"ID": "pooled", **pool_scores(scores).row()})
+    return pd.DataFrame(rows)

@@ -28,6 +28,8 @@ __all__ = [
     "read_mask_pair",
     "write_mask_pair",
     "read_precomputed_masks",
+    "has_cell_mask",
+    "read_cell_mask",
 ]
 
 #: Suffixes of the cell and nucleus mask files written next to each other.
@@ -168,3 +170,49 @@ def read_precomputed_masks(mask_dir: str | os.PathLike, image_id: str) -> tuple[
     if cell.shape != nuclei.shape:
         raise InputError(f"{npz_path}: {cell_key!r} is {cell.shape} but {nuc_key!r} is {nuclei.shape}; they must match")
     return cell.astype(np.int64), nuclei.astype(np.int64), npz_path
+
+
+def has_cell_mask(mask_dir: str | os.PathLike, image_id: str) -> bool:
+    """Whether ``mask_dir`` holds a cell mask of the image (``{ID}_cellmask.png`` or ``{ID}.npz``)."""
+    return mask_paths(mask_dir, image_id)[0].is_file() or (Path(mask_dir) / f"{image_id}.npz").is_file()
+
+
+def read_cell_mask(mask_dir: str | os.PathLike, image_id: str) -> tuple[np.ndarray, Path]:
+    """Read the cell mask of one image, ``{ID}_cellmask.png`` or the cell array of ``{ID}.npz``.
+
+    Returns
+    -------
+    cell_mask : ndarray, shape (H, W), int32
+        As stored (ids not renumbered).
+    source : Path
+        The file read.
+
+    Raises
+    ------
+    InputError
+        No such mask, a bad archive or array.
+    """
+    mask_dir = Path(mask_dir)
+    png = mask_paths(mask_dir, image_id)[0]
+    if png.is_file():
+        return read_mask(png), png
+    npz = mask_dir / f"{image_id}.npz"
+    if not npz.is_file():
+        raise InputError(f"{mask_dir}: no cell mask of image {image_id!r}; expected {png.name} or {npz.name}")
+    try:
+        with np.load(npz, allow_pickle=False) as archive:
+            key = next((k for k in NPZ_CELL_KEYS if k in archive.files), None)
+            if key is None:
+                raise InputError(
+                    f"{npz}: has arrays {sorted(archive.files) or 'none'}; expected a cell mask under {' or '.join(map(repr, NPZ_CELL_KEYS))}"
+                )
+            array = archive[key]
+    except InputError:
+        raise
+    except Exception as exc:  # zipfile/numpy raise many types for a bad archive
+        raise InputError(f"{npz}: cannot read as .npz ({type(exc).__name__}: {exc})") from exc
+    if array.ndim != 2 or not (np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_):
+        raise InputError(
+            f"{npz}: array {key!r} has shape {array.shape} dtype {array.dtype}; expected a 2-D integer label image"
+        )
+    return array.astype(np.int32), npz

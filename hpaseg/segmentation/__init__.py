@@ -18,7 +18,7 @@ from .base import MAX_LABEL, Segmenter, check_rgby, relabel_pair
 from .hpacellseg import HpaCellSegSegmenter
 from .methods import METHODS, make_segmenter
 from .precomputed import PrecomputedSegmenter
-from .runner import SegmentSummary, segment_images, select_shard
+from .runner import SegmentSummary, segment_ids, segment_images, select_shard
 from .watershed import (
     InteriorMap,
     WatershedParams,
@@ -42,6 +42,7 @@ __all__ = [
     "make_segmenter",
     "PrecomputedSegmenter",
     "SegmentSummary",
+    "segment_ids",
     "segment_images",
     "select_shard",
     "WatershedParams",

@@ -26,7 +26,7 @@ def make_segmenter(method: str, **options: Any) -> Segmenter:
     **options
         ``watershed``: fields of :class:`~hpaseg.segmentation.watershed.WatershedParams`
         (e.g. ``working_size_px``); ``hpacellseg``: the arguments of
-        :class:`~hpaseg.segmentation.hpacellseg.HpaCellSegSegmenter`; ``precomputed``: ``mask_dir``.
+        :class:`~hpaseg.segmentation.hpacellseg.HpaCellSegSegmenter`; ``precomputed``: ``mask_dir``, ``nuclei_from``.
 
     Raises
     ------
@@ -48,7 +48,10 @@ def make_segmenter(method: str, **options: Any) -> Segmenter:
             tuple(WatershedParams.__dataclass_fields__),
         ),
         "hpacellseg": (HpaCellSegSegmenter, ("nuclei_model", "cell_model", "device", "scale_factor", "padding")),
-        "precomputed": (lambda mask_dir: PrecomputedSegmenter(Path(mask_dir)), ("mask_dir",)),
+        "precomputed": (
+            lambda mask_dir, nuclei_from="mask": PrecomputedSegmenter(Path(mask_dir), nuclei_from),
+            ("mask_dir", "nuclei_from"),
+        ),
     }
     if method not in builders:
         raise InputError(

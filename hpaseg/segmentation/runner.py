@@ -21,7 +21,7 @@ from ..classes import CHANNEL_NAMES, Channel
 from ..errors import InputError
 from .base import Segmenter
 
-__all__ = ["SegmentSummary", "select_shard", "segment_images"]
+__all__ = ["SegmentSummary", "select_shard", "segment_ids", "segment_images"]
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ def segment_images(
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     if workers < 1:
         raise InputError(f"workers: expected at least 1, got {workers}", param="workers")
-    selected = _select(data_dir, ids, shard)
+    selected = segment_ids(data_dir, ids, shard)
     done = [] if overwrite else [i for i in selected if io.mask_paths(out_dir, i)[0].is_file()]
     todo = [i for i in selected if i not in set(done)]
     if done:
@@ -167,8 +167,11 @@ def segment_images(
     return SegmentSummary(len(todo), len(done), n_cells, time.perf_counter() - start)
 
 
-def _select(data_dir: Path, ids: Sequence[str] | None, shard: tuple[int, int] | None) -> list[str]:
-    """The IDs to segment: all images of ``data_dir`` or ``ids`` (checked), then the shard."""
+def segment_ids(
+    data_dir: str | os.PathLike, ids: Sequence[str] | None = None, shard: tuple[int, int] | None = None
+) -> list[str]:
+    """The IDs a run segments: all images of ``data_dir`` or ``ids`` (checked), then the shard."""
+    data_dir = Path(data_dir)
     available = io.list_image_ids(data_dir)
     if not available:
         raise InputError(f"{data_dir}: no images; expected {{ID}}_{{{','.join(CHANNEL_NAMES)}}}.png files")

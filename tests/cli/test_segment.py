@@ -305,3 +305,33 @@ def test_hpacellseg_cli_loads_pickled_models(tmp_path, capsys):
         tmp_path / "cell.pth",
     )
     _assert_one_line_error(rc, err, "--nuclei-model", "bad.pth", "cannot load")
+
+
+def test_reference_scores_real_fields_and_precomputed_cell_masks_alone(shared_data, tmp_path, capsys):
+    """``--reference`` on the real Kaggle fields (HPA-Cell-Segmentation's masks), with the
+    built-in segmenter and with those masks read back as precomputed cells + blue nuclei."""
+    import shutil
+
+    fields = shared_data / "hpa_kaggle_fields"
+    data, ref = tmp_path / "data", tmp_path / "ref"
+    data.mkdir()
+    ref.mkdir()
+    for path in fields.glob("*.png"):
+        shutil.copy(path, (ref if path.name.endswith("_cellmask.png") else data) / path.name)
+    rc, stdout, err = _run(capsys, "--data", data, "--out", tmp_path / "m", "--reference", ref, "--quiet")
+    assert rc == 0, err
+    table = io.read_table(tmp_path / "m" / "reference_scores.csv", ["ID", "n_true", "n_pred", "f1_iou05", "f1_iou06", "mean_best_iou", "splits", "merges"])
+    assert table["ID"].tolist()[-1] == "pooled" and len(table) == 5
+    assert all(float(v) >= 0.9 for v in table["f1_iou06"]), table
+    assert "pooled: 55 reference cells" in stdout
+    rc, stdout, err = _run(capsys, "--data", data, "--out", tmp_path / "p", "--method", "precomputed", "--precomputed", ref, "--nuclei-from", "blue", "--reference", ref)
+    assert rc == 0, err
+    assert "F1 1.000 at IoU 0.5, 1.000 at IoU 0.6" in stdout
+    image_id = table["ID"].iloc[0]
+    cells, nuclei = io.read_mask_pair(tmp_path / "p", image_id)
+    assert cells.max() == int(table["n_true"].iloc[0]) and len(np.unique(nuclei)) - 1 >= 0.9 * cells.max()
+    # Errors: the option of another method, a missing reference folder.
+    rc, _, err = _run(capsys, "--data", data, "--out", tmp_path / "x", "--nuclei-from", "blue")
+    _assert_one_line_error(rc, err, "--nuclei-from", "--method precomputed")
+    rc, _, err = _run(capsys, "--data", data, "--out", tmp_path / "x", "--reference", tmp_path / "none")
+    _assert_one_line_error(rc, err, "--reference", "no such folder")
