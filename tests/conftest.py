@@ -20,14 +20,15 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory) -> dict[str, Path]:
-    """A tiny synthetic dataset (4 train + 2 test images, 128 px) with COCO files made
-    from the synthetic true masks, so model tests do not depend on the segmenter."""
+    """A tiny synthetic dataset (4 train + 2 test images, 128 px, the compact style) with
+    COCO files made from the synthetic true masks, so model tests do not depend on the
+    segmenter."""
     from hpaseg.labels import propagate_dataset
     from hpaseg.synth import generate_dataset
 
     root = tmp_path_factory.mktemp("tiny")
     data = root / "data"
-    generate_dataset(data, 4, 2, 128, 1, progress=False)
+    generate_dataset(data, 4, 2, 128, 1, progress=False, style="compact")
     dataset = root / "dataset"
     propagate_dataset(
         data / "train.csv", data / "masks", dataset, data_dir=data / "train", val_fraction=0.25, progress=False

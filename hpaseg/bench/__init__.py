@@ -14,6 +14,7 @@ BENCHMARKS: dict[str, str] = {
     "segment": "default (watershed) segmenter on 2048x2048 RGBY input, one worker",
     "train": "Mask R-CNN training and inference images/s per backbone and engine",
     "learn": "does a short CPU Mask R-CNN training run beat random labels? (synthetic data)",
+    "synth": "statistics of synthetic fields next to real HPA fields (cell area, density, touching, intensities)",
 }
 
 

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from ..classes import CLASS_NAMES
-from ..synth import MIN_SIZE_PX, SynthSummary, generate_dataset
+from ..synth import DEFAULT_STYLE, MIN_SIZE_PX, STYLES, SynthSummary, generate_dataset
 from .base import ArgumentParser, add_quiet, cli_entry, configure_output
 
 __all__ = ["build_parser", "main"]
@@ -36,6 +36,12 @@ def build_parser() -> ArgumentParser:
         default=8,
         help="bits per channel PNG (default 8; 16 stores value*257)",
     )
+    data.add_argument(
+        "--style",
+        choices=STYLES,
+        default=DEFAULT_STYLE,
+        help=f"look of the fields (default {DEFAULT_STYLE}: dense irregular colonies imaged like HPA's fields; compact: the earlier compact cells on a grey background)",
+    )
     parser.add_argument(
         "--overwrite", action="store_true", help="write into a non-empty folder not made by hpaseg synth"
     )
@@ -48,7 +54,7 @@ def format_summary(summary: SynthSummary) -> str:
     n_images = summary.n_train + summary.n_test
     lines = [
         f"wrote {summary.n_train} train + {summary.n_test} test images ({summary.size} px, {summary.bit_depth}-bit), "
-        f"{summary.n_cells} cells ({summary.n_cells / n_images:.1f} per image) to {summary.out_dir} in {summary.seconds:.1f} s",
+        f"{summary.n_cells} cells ({summary.n_cells / n_images:.1f} per image) to {summary.out_dir} in {summary.seconds:.1f} s; style {summary.style}",
         "class                                       images  cells",
     ]
     for k, name in enumerate(CLASS_NAMES):
@@ -71,6 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         bit_depth=args.bit_depth,
         progress=not args.quiet,
         overwrite=args.overwrite,
+        style=args.style,
     )
     if not args.quiet:
         print(format_summary(summary))

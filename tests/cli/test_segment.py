@@ -320,11 +320,28 @@ def test_reference_scores_real_fields_and_precomputed_cell_masks_alone(shared_da
         shutil.copy(path, (ref if path.name.endswith("_cellmask.png") else data) / path.name)
     rc, stdout, err = _run(capsys, "--data", data, "--out", tmp_path / "m", "--reference", ref, "--quiet")
     assert rc == 0, err
-    table = io.read_table(tmp_path / "m" / "reference_scores.csv", ["ID", "n_true", "n_pred", "f1_iou05", "f1_iou06", "mean_best_iou", "splits", "merges"])
+    table = io.read_table(
+        tmp_path / "m" / "reference_scores.csv",
+        ["ID", "n_true", "n_pred", "f1_iou05", "f1_iou06", "mean_best_iou", "splits", "merges"],
+    )
     assert table["ID"].tolist()[-1] == "pooled" and len(table) == 5
     assert all(float(v) >= 0.9 for v in table["f1_iou06"]), table
     assert "pooled: 55 reference cells" in stdout
-    rc, stdout, err = _run(capsys, "--data", data, "--out", tmp_path / "p", "--method", "precomputed", "--precomputed", ref, "--nuclei-from", "blue", "--reference", ref)
+    rc, stdout, err = _run(
+        capsys,
+        "--data",
+        data,
+        "--out",
+        tmp_path / "p",
+        "--method",
+        "precomputed",
+        "--precomputed",
+        ref,
+        "--nuclei-from",
+        "blue",
+        "--reference",
+        ref,
+    )
     assert rc == 0, err
     assert "F1 1.000 at IoU 0.5, 1.000 at IoU 0.6" in stdout
     image_id = table["ID"].iloc[0]

@@ -11,9 +11,21 @@ from PIL import Image
 from hpaseg import io, synth
 from hpaseg.cli import synth as synth_cli
 
+SIZE = 256
+
+
+N_TRAIN, N_TEST, SEED = 3, 2, 7
+
 
 def _run(out: Path, *args: str) -> int:
     return synth_cli.main([str(out), *args, "--quiet"])
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("synth") / "data"
+    assert _run(out, "--n-train", str(N_TRAIN), "--n-test", str(N_TEST), "--size", str(SIZE), "--seed", str(SEED)) == 0
+    return out
 
 
 def _files(out: Path) -> dict[str, bytes]:
@@ -105,7 +117,7 @@ def test_interrupted_rerun_leaves_no_stale_tables(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(synth.generator, "synth_image", failing)
+    monkeypatch.setattr(synth.dataset, "synth_image", failing)  # generate_dataset's own reference
     with pytest.raises(KeyboardInterrupt):
         synth.generate_dataset(out, 1, 1, 128, seed=9, progress=False)
     assert io.read_json(out / "synth.json")["complete"] is False

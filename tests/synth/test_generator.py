@@ -12,7 +12,6 @@ from skimage.segmentation import find_boundaries
 
 from hpaseg import io, synth
 from hpaseg.classes import NEGATIVE, NUM_CLASSES, Channel
-from hpaseg.cli import synth as synth_cli
 from hpaseg.errors import InputError
 from hpaseg.submission import decode_mask, read_submission
 
@@ -22,14 +21,10 @@ SIZE = 256
 N_TRAIN, N_TEST, SEED = 3, 2, 7
 
 
-def _run(out: Path, *args: str) -> int:
-    return synth_cli.main([str(out), *args, "--quiet"])
-
-
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("synth") / "data"
-    assert _run(out, "--n-train", str(N_TRAIN), "--n-test", str(N_TEST), "--size", str(SIZE), "--seed", str(SEED)) == 0
+    synth.generate_dataset(out, N_TRAIN, N_TEST, SIZE, SEED, progress=False)
     return out
 
 
@@ -257,13 +252,37 @@ _FILL = {
 @pytest.mark.parametrize("label", sorted(_FILL))
 def test_fills_and_textures_differ(label):
     """A fill (Nucleoplasm, Cytosol) lights most of its compartment; nucleoli, speckles,
-    bodies, mitochondria, vesicles, aggresome and Golgi light a small part of it."""
-    img = synth.synth_image(np.random.default_rng(10 + label), SIZE, image_labels=[label], vary_cells=False)
+    bodies, mitochondria, vesicles, aggresome and Golgi light a small part of it.
+
+    Field-wide, in the compact style: in real-like fields (and real ones) cells differ in
+    stain, so half the field's brightest is more than some whole cells reach; the real
+    Nucleoplasm fields of shared/data/hpa_kaggle_fields light 0.28 of their nuclei so. See
+    the per-cell test below for the default style."""
+    img = synth.synth_image(
+        np.random.default_rng(10 + label), SIZE, image_labels=[label], vary_cells=False, style="compact"
+    )
     green = img.image[..., Channel.GREEN].astype(float)
     region, is_fill = _FILL[label]
     values = green[_regions(img, label)[region]] - np.median(green[img.cell_mask == 0])
     lit = (values > 0.5 * np.percentile(values, 99)).mean()
     assert (lit > 0.3) if is_fill else (lit < 0.2), lit
+
+
+@pytest.mark.parametrize("label", sorted(_FILL))
+def test_fills_and_textures_differ_per_cell(label):
+    """The same, cell by cell (median over cells of the lit fraction of each cell's
+    compartment, against half that cell's brightest), in the default style."""
+    img = synth.synth_image(np.random.default_rng(10 + label), SIZE, image_labels=[label], vary_cells=False)
+    green = img.image[..., Channel.GREEN].astype(float)
+    background = np.median(green[img.cell_mask == 0])
+    region, is_fill = _FILL[label]
+    compartment = _regions(img, label)[region]
+    lit = []
+    for cell in np.unique(img.cell_mask[compartment]):
+        values = green[compartment & (img.cell_mask == cell)] - background
+        if values.size >= 50:  # cells cut by the border to a sliver say little
+            lit.append((values > 0.5 * np.percentile(values, 99)).mean())
+    assert (np.median(lit) > 0.3) if is_fill else (np.median(lit) < 0.2), lit
 
 
 @pytest.mark.parametrize("label", [6, 8, 10, 14, 16, 17])
