@@ -3,12 +3,21 @@
 Every writer of hpaseg goes through :func:`atomic_write`: it writes a temporary file
 in the target folder and renames it, so an interrupted run never leaves a half-written
 file behind and a reader never sees one.
+
+A run killed while writing (SIGKILL, the out-of-memory killer, a preempted job) leaves
+its temporary file ``.{name}.tmp``; the next write of the same file takes that file
+over and renames it, so rerunning the command leaves no temporary file behind. A
+writer holds a lock (``flock``) on its temporary file until the rename, which the
+kernel releases when the writer dies: a temporary file without a lock is stale, one
+with a lock is another process writing the same file, which then keeps its own
+``.{name}.XXXXXXXX.tmp``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import json
 import os
 import tempfile
@@ -22,8 +31,12 @@ from ..errors import InputError
 
 __all__ = ["atomic_write", "check_output_path", "read_json", "write_json", "write_npy", "TEMP_SUFFIX"]
 
-#: Suffix of the temporary files :func:`atomic_write` creates (``.{name}.XXXX.tmp``).
+#: Suffix of the temporary files :func:`atomic_write` creates (``.{name}.tmp``, or
+#: ``.{name}.XXXXXXXX.tmp`` while another process writes the same file).
 TEMP_SUFFIX = ".tmp"
+
+#: Attempts to take over the temporary file of a file before using one of a unique name.
+_CLAIM_ATTEMPTS = 3
 
 
 _DEFAULT_FILE_MODE = 0o666
@@ -101,11 +114,55 @@ def check_output_path(path: str | os.PathLike, *, option: str, folder: bool) -> 
     return path
 
 
+def _lock(fd: int) -> bool:
+    """Take the writer's lock on an open temporary file without waiting; False when another
+    process holds it (or the file system has no locks)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+def _is_at(fd: int, path: Path) -> bool:
+    """Whether the open file ``fd`` is still the file at ``path`` (not renamed or removed)."""
+    try:
+        here = os.stat(path)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (mine.st_dev, mine.st_ino) == (here.st_dev, here.st_ino) and mine.st_nlink > 0
+
+
+def _claim_temp(path: Path) -> tuple[int, Path]:
+    """An empty temporary file for ``path``, open and locked by this process: ``.{name}.tmp``,
+    taken over when a dead writer left it, or a new ``.{name}.XXXXXXXX.tmp`` when a live
+    process is writing ``path`` too."""
+    fixed = path.parent / f".{path.name}{TEMP_SUFFIX}"
+    for _ in range(_CLAIM_ATTEMPTS):
+        try:
+            fd = os.open(fixed, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError:
+            break
+        locked = _lock(fd)
+        if locked and _is_at(fd, fixed):  # ours (empty, or left by a dead writer)
+            os.ftruncate(fd, 0)
+            return fd, fixed
+        os.close(fd)
+        if not locked:  # a live writer has it
+            break
+        # else a writer renamed it between our open and our lock: open the new one
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    _lock(fd)
+    return fd, Path(tmp)
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) -> Iterator[IO]:
     """Open a temporary file next to ``path`` and rename it to ``path`` on success.
 
-    On an exception the temporary file is removed and ``path`` is left untouched.
+    On an exception the temporary file is removed and ``path`` is left untouched; a
+    temporary file that a killed run left is taken over (see the module docstring).
     Parent folders are created. ``mode`` is ``"w"`` (text, UTF-8, ``newline=""``)
     or ``"wb"``. A write that fails for lack of space or permission raises a one-line
     :class:`InputError` naming ``path``.
@@ -113,9 +170,10 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) -
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+        fd, tmp = _claim_temp(path)
     except OSError as exc:
         raise _os_error(path, exc, "create the file") from exc
+    lock = os.dup(fd)  # keeps the lock after the file is closed, until the rename is done
     try:
         if "b" in mode:
             fh = os.fdopen(fd, mode, **open_kwargs)
@@ -136,6 +194,8 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) -
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    finally:
+        os.close(lock)
 
 
 def read_json(path: str | os.PathLike) -> Any:
