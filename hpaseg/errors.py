@@ -6,11 +6,31 @@ parameter, what was expected and what arrived. Library code names *parameters*
 (``fusion_weight``), never command-line flags: an error about a parameter carries it
 in :attr:`InputError.param`, and the CLIs (:mod:`hpaseg.cli`) write the flag that set
 it (``--fusion-weight``) in its place, as one line on stderr with exit code 2.
+Values read from a file are quoted in messages with :func:`excerpt`, so a field of
+thousands of characters still gives a short line.
 """
 
 from __future__ import annotations
 
-__all__ = ["InputError"]
+__all__ = ["InputError", "excerpt"]
+
+#: Characters of a value :func:`excerpt` shows.
+EXCERPT_CHARS = 40
+
+
+def excerpt(value: object, limit: int = EXCERPT_CHARS) -> str:
+    """``repr(value)`` of a value read from input, shortened to its first ``limit`` characters
+    for an error message.
+
+    >>> excerpt("4x")
+    "'4x'"
+    >>> excerpt("9" * 5000, 8)
+    "'99999999'... (5000 characters)"
+    """
+    text = value if isinstance(value, str) else str(value)
+    if len(text) <= limit:
+        return repr(text) if isinstance(value, str) else text
+    return f"{text[:limit]!r}... ({len(text)} characters)"
 
 
 class InputError(ValueError):

@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..classes import NUM_CLASSES
-from ..errors import InputError
+from ..errors import InputError, excerpt
 from .files import atomic_write
 
 __all__ = [
@@ -43,8 +43,9 @@ LINE = "_line"
 #: beyond the ``csv`` module's default limit of 131072 characters.
 _MAX_CSV_FIELD_CHARS = 2**31 - 1
 #: A non-negative integer in ASCII digits (``str.isdigit`` also accepts e.g. superscripts,
-#: which ``int`` rejects).
-INT_RE = re.compile(r"[0-9]+")
+#: which ``int`` rejects), at most 18 of them: every count, size and id fits, the value
+#: fits an int64, and ``int`` never meets Python's limit on digits (4300) of a conversion.
+INT_RE = re.compile(r"[0-9]{1,18}")
 #: A decimal number as CSV tables hold confidences (no ``inf``, ``nan`` or ``1_0``).
 FLOAT_RE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
@@ -61,17 +62,19 @@ def parse_labels(text: str, *, where: str = "Label") -> tuple[int, ...]:
     """
     parts = [p.strip() for p in str(text).split("|")]
     if not parts or any(p == "" for p in parts):
-        raise InputError(f"{where}: empty label in {text!r}; expected '|'-separated class ids 0-{NUM_CLASSES - 1}")
+        raise InputError(
+            f"{where}: empty label in {excerpt(text)}; expected '|'-separated class ids 0-{NUM_CLASSES - 1}"
+        )
     labels = set()
     for part in parts:
         if not INT_RE.fullmatch(part):
             raise InputError(
-                f"{where}: label {part!r} is not an integer; expected '|'-separated class ids 0-{NUM_CLASSES - 1}"
+                f"{where}: label {excerpt(part)} is not an integer; expected '|'-separated class ids 0-{NUM_CLASSES - 1}"
             )
         value = int(part)
         if not 0 <= value < NUM_CLASSES:
             raise InputError(
-                f"{where}: label {part!r} is outside 0-{NUM_CLASSES - 1}; expected '|'-separated class ids 0-{NUM_CLASSES - 1}"
+                f"{where}: label {excerpt(part)} is outside 0-{NUM_CLASSES - 1}; expected '|'-separated class ids 0-{NUM_CLASSES - 1}"
             )
         labels.add(value)
     return tuple(sorted(labels))
@@ -137,7 +140,9 @@ def read_table(path: str | os.PathLike, required: Sequence[str]) -> pd.DataFrame
                 raise InputError(f"{path}: empty file; expected a header line with columns {','.join(required)}")
             missing = [c for c in required if c not in header]
             if missing:
-                raise InputError(f"{path}: header is {','.join(header)}; missing column(s) {','.join(missing)}")
+                raise InputError(
+                    f"{path}: header is {excerpt(','.join(header))}; missing column(s) {','.join(missing)}"
+                )
             rows, lines = [], []
             for fields in reader:
                 if len(fields) != len(header):
@@ -184,7 +189,7 @@ def read_labels_csv(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
         if not image_id:
             raise InputError(f"{where}: empty ID")
         if image_id in labels:
-            raise InputError(f"{where}: duplicate ID {image_id!r}; each image must appear once")
+            raise InputError(f"{where}: duplicate ID {excerpt(image_id)}; each image must appear once")
         labels[image_id] = parse_labels(text, where=where)
     return labels
 

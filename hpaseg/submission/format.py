@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..classes import NUM_CLASSES
-from ..errors import InputError
+from ..errors import InputError, excerpt
 from ..io import INT_RE, LINE, read_table, write_table
 
 __all__ = [
@@ -72,13 +72,13 @@ def parse_prediction_string(text: str, *, where: str = "PredictionString") -> li
         label_text, conf_text, mask = tokens[i : i + 3]
         k = i // 3 + 1
         if not INT_RE.fullmatch(label_text) or not 0 <= int(label_text) < NUM_CLASSES:
-            raise InputError(f"{where}, triple {k}: label {label_text!r}; expected an integer 0-18")
+            raise InputError(f"{where}, triple {k}: label {excerpt(label_text)}; expected an integer 0-18")
         try:
             confidence = float(conf_text)
         except ValueError:
-            raise InputError(f"{where}, triple {k}: confidence {conf_text!r} is not a number") from None
+            raise InputError(f"{where}, triple {k}: confidence {excerpt(conf_text)} is not a number") from None
         if not np.isfinite(confidence):
-            raise InputError(f"{where}, triple {k}: confidence {conf_text!r} is not finite")
+            raise InputError(f"{where}, triple {k}: confidence {excerpt(conf_text)} is not finite")
         out.append(Prediction(int(label_text), confidence, mask))
     return out
 
@@ -116,16 +116,14 @@ def read_submission(path: str | os.PathLike) -> list[SubmissionRow]:
         if not image_id:
             raise InputError(f"{where}: empty ID")
         if image_id in seen:
-            raise InputError(f"{where}: duplicate ID {image_id!r}; each image must appear once")
+            raise InputError(f"{where}: duplicate ID {excerpt(image_id)}; each image must appear once")
         seen.add(image_id)
-        try:
-            width, height = int(row["ImageWidth"]), int(row["ImageHeight"])
-        except ValueError:
+        sizes = row["ImageWidth"].strip(), row["ImageHeight"].strip()
+        if not all(INT_RE.fullmatch(text) and int(text) > 0 for text in sizes):
             raise InputError(
-                f"{where}: ImageWidth/ImageHeight {row['ImageWidth']!r}/{row['ImageHeight']!r}; expected positive integers"
-            ) from None
-        if width <= 0 or height <= 0:
-            raise InputError(f"{where}: ImageWidth/ImageHeight {width}/{height}; expected positive integers")
+                f"{where}: ImageWidth/ImageHeight {excerpt(row['ImageWidth'])}/{excerpt(row['ImageHeight'])}; expected positive integers"
+            )
+        width, height = int(sizes[0]), int(sizes[1])
         preds = parse_prediction_string(row["PredictionString"] or "", where=f"{where}, PredictionString")
         out.append(SubmissionRow(image_id, width, height, preds))
     return out

@@ -170,18 +170,23 @@ def encode_label_image(label_image: np.ndarray, labels: Sequence[int] | None = N
     return {lab: encode_counts(rle["counts"]) for lab, rle in label_image_rles(label_image, labels).items()}
 
 
-def decode_counts(encoded: str, *, where: str = "mask") -> bytes:
+def decode_counts(encoded: str, *, where: str = "mask", max_bytes: int | None = None) -> bytes:
     """Inverse of :func:`encode_counts`; raises :class:`InputError` on text that is not
-    base64 of exactly one complete zlib stream (no truncation, nothing after its end).
+    base64 of exactly one complete zlib stream (no truncation, nothing after its end), or
+    (with ``max_bytes``) that decompresses to more than ``max_bytes`` bytes.
 
     >>> decode_counts("eNozNAYAAJcAZQ==")
     b'13'
     """
     try:
         stream = zlib.decompressobj()
-        counts = stream.decompress(base64.b64decode(encoded, validate=True))
+        counts = stream.decompress(base64.b64decode(encoded, validate=True), 0 if max_bytes is None else max_bytes + 1)
     except (binascii.Error, zlib.error, ValueError) as exc:
         raise InputError(f"{where}: not a base64(zlib(COCO RLE)) mask string ({exc})") from exc
+    if max_bytes is not None and len(counts) > max_bytes:
+        raise InputError(
+            f"{where}: the mask string decompresses to more than {max_bytes} bytes, more than any mask of its image needs"
+        )
     if not stream.eof or stream.unused_data:
         problem = "is truncated" if not stream.eof else f"has {len(stream.unused_data)} bytes after its end"
         raise InputError(f"{where}: not a base64(zlib(COCO RLE)) mask string (the zlib stream {problem})")
@@ -217,6 +222,11 @@ _RLE_CHUNK_MASK = 0x1F
 _RLE_MORE_BIT = 0x20
 _RLE_SIGN_BIT = 0x10
 _RLE_MAX_CHUNKS = 12  # 60 bits: more than any image can need, and no int64 overflow
+#: Most pixels of an image whose masks are checked (a million pixels a side).
+MAX_MASK_PIXELS = 2**40
+#: Bound on the sizes of the values of a counts string: no running sum of them can
+#: overflow int64 below it, and a mask of ``MAX_MASK_PIXELS`` pixels stays far below it.
+_RLE_MAX_TOTAL = 2.0**62
 
 
 def rle_counts(counts: bytes, *, where: str = "mask") -> np.ndarray:
@@ -241,7 +251,9 @@ def rle_counts(counts: bytes, *, where: str = "mask") -> np.ndarray:
     Raises
     ------
     InputError
-        Empty text, a byte outside the alphabet ``'0'``..``'o'``, or a truncated count.
+        Empty text, a byte outside the alphabet ``'0'``..``'o'``, a truncated count, or
+        values so large that their sums would overflow int64 (the stored values of a mask
+        of ``n`` pixels add up to at most ``3 n`` in size).
 
     Examples
     --------
@@ -278,6 +290,11 @@ def rle_counts(counts: bytes, *, where: str = "mask") -> np.ndarray:
     value = np.add.reduceat((v & _RLE_CHUNK_MASK) << (_RLE_CHUNK_BITS * position), first)
     negative = (v[last] & _RLE_SIGN_BIT) != 0
     value[negative] -= np.left_shift(np.int64(1), _RLE_CHUNK_BITS * n_chunks[negative])
+    if np.abs(value).sum(dtype=np.float64) >= _RLE_MAX_TOTAL:
+        raise InputError(
+            f"{where}: RLE values add up to about {np.abs(value).sum(dtype=np.float64):.3g}; "
+            "far more pixels than any image has (not a mask string)"
+        )
     out = value.copy()
     out[1::2] = np.cumsum(value[1::2])  # counts 3, 5, ... are stored as differences
     out[2::2] = np.cumsum(value[2::2])  # counts 4, 6, ... likewise (count 2 is absolute)
@@ -285,14 +302,22 @@ def rle_counts(counts: bytes, *, where: str = "mask") -> np.ndarray:
 
 
 def checked_rle(encoded: str, height: int, width: int, where: str) -> tuple[dict, int]:
-    """Decode a mask string to a compressed RLE dict and its area, checking the run lengths."""
-    data = decode_counts(encoded, where=where)
+    """Decode a mask string to a compressed RLE dict and its area, checking the run lengths
+    (non-negative, summing to ``height * width`` without overflow) and bounding the text's
+    decompressed size by what a mask of the image can need."""
+    n_pixels = height * width
+    if n_pixels > MAX_MASK_PIXELS:
+        raise InputError(
+            f"{where}: the image is {width}x{height} = {n_pixels} pixels; masks of images over {MAX_MASK_PIXELS} pixels are not supported"
+        )
+    data = decode_counts(encoded, where=where, max_bytes=_RLE_MAX_CHUNKS * (n_pixels + 1))
     counts = rle_counts(data, where=where)
     if (counts < 0).any():
         i = int(np.flatnonzero(counts < 0)[0])
         raise InputError(f"{where}: RLE run {i + 1} has negative length {int(counts[i])}; run lengths must be >= 0")
-    total = int(counts.sum())
-    if total != height * width:
+    approximate = counts.sum(dtype=np.float64)  # an int64 sum of many large runs could wrap around
+    total: int | str = int(counts.sum()) if approximate < _RLE_MAX_TOTAL else f"about {approximate:.3g}"
+    if total != n_pixels:
         raise InputError(
             f"{where}: RLE run lengths sum to {total} pixels but the image is {width}x{height} = {height * width}; "
             f"the mask must be encoded at the image's original resolution"

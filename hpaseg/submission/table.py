@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..classes import NUM_CLASSES
-from ..errors import InputError
+from ..errors import InputError, excerpt
 from ..io import FLOAT_RE, INT_RE, LINE, read_table, write_table
 from .format import Prediction, SubmissionRow
 from .rle import cell_runs, encode_counts, encode_label_image, rles_from_runs
@@ -45,7 +45,7 @@ CELL_TABLE_HEADER: tuple[str, ...] = ("ID", "cell", "label", "confidence")
 
 
 def _where(c: CellLabel) -> str:
-    return c.where or f"cell {c.cell} of image {c.image_id!r}, label {c.label}"
+    return c.where or f"cell {c.cell} of image {excerpt(c.image_id)}, label {c.label}"
 
 
 def check_cell_labels(cells: Sequence[CellLabel]) -> None:
@@ -68,7 +68,9 @@ def check_cell_labels(cells: Sequence[CellLabel]) -> None:
     for c in cells:
         where = _where(c)
         if not c.image_id or c.image_id != c.image_id.strip():
-            raise InputError(f"{where}: ID {c.image_id!r}; expected a non-empty image ID without surrounding spaces")
+            raise InputError(
+                f"{where}: ID {excerpt(c.image_id)}; expected a non-empty image ID without surrounding spaces"
+            )
         if c.cell < 1:
             raise InputError(f"{where}: cell {c.cell}; expected a cell id >= 1 (0 is background)")
         if not 0 <= c.label < NUM_CLASSES:
@@ -78,7 +80,7 @@ def check_cell_labels(cells: Sequence[CellLabel]) -> None:
         key = (c.image_id, c.cell, c.label)
         if key in seen:
             raise InputError(
-                f"{where}: duplicate row for image {c.image_id!r}, cell {c.cell}, label {c.label} "
+                f"{where}: duplicate row for image {excerpt(c.image_id)}, cell {c.cell}, label {c.label} "
                 f"(first at {_where(seen[key])}); each (ID, cell, label) may appear once"
             )
         seen[key] = c
@@ -104,12 +106,16 @@ def read_cell_labels(path: str | os.PathLike) -> list[CellLabel]:
         where = f"{path}, line {row[LINE]}"
         cell_text, label_text, conf_text = row["cell"].strip(), row["label"].strip(), row["confidence"].strip()
         if not INT_RE.fullmatch(cell_text):
-            raise InputError(f"{where}: cell {row['cell']!r}; expected a positive integer cell id of the image's mask")
+            raise InputError(
+                f"{where}: cell {excerpt(row['cell'])}; expected a positive integer cell id of the image's mask"
+            )
         if not INT_RE.fullmatch(label_text):
-            raise InputError(f"{where}: label {row['label']!r}; expected an integer class id 0-{NUM_CLASSES - 1}")
+            raise InputError(
+                f"{where}: label {excerpt(row['label'])}; expected an integer class id 0-{NUM_CLASSES - 1}"
+            )
         if not FLOAT_RE.fullmatch(conf_text):
             raise InputError(
-                f"{where}: confidence {row['confidence']!r} is not a number; expected a finite number in [0, 1]"
+                f"{where}: confidence {excerpt(row['confidence'])} is not a number; expected a finite number in [0, 1]"
             )
         out.append(CellLabel(row["ID"].strip(), int(cell_text), int(label_text), float(conf_text), where))
     check_cell_labels(out)
@@ -216,7 +222,7 @@ def build_submission(label_images: Iterable[tuple[str, np.ndarray]], cells: Sequ
     for image_id, mine in by_image.items():
         if image_id not in seen:
             raise InputError(
-                f"{_where(mine[0])}: no mask was given for image {image_id!r}; every image with rows needs a cell mask"
+                f"{_where(mine[0])}: no mask was given for image {excerpt(image_id)}; every image with rows needs a cell mask"
             )
     return rows
 

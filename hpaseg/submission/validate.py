@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..classes import NUM_CLASSES
-from ..errors import InputError
+from ..errors import InputError, excerpt
 from ..io import FLOAT_RE, INT_RE, list_image_ids, long_csv_fields, read_image_size
 from .format import SUBMISSION_HEADER
 from .rle import checked_rle
@@ -63,7 +63,7 @@ class ValidationReport:
 
 def _positive_int(text: str, where: str, name: str) -> int:
     if not INT_RE.fullmatch(text) or int(text) <= 0:
-        raise InputError(f"{where}, {name}: {text!r}; expected a positive integer number of pixels")
+        raise InputError(f"{where}, {name}: {excerpt(text)}; expected a positive integer number of pixels")
     return int(text)
 
 
@@ -83,12 +83,12 @@ def _validate_prediction_string(text: str, width: int, height: int, where: str) 
         label_text, conf_text, mask = tokens[i : i + 3]
         at = f"{where} triple {i // 3 + 1} (tokens {i + 1}-{i + 3})"
         if not INT_RE.fullmatch(label_text) or int(label_text) >= NUM_CLASSES:
-            raise InputError(f"{at}, label: {label_text!r}; expected an integer class id 0-{NUM_CLASSES - 1}")
+            raise InputError(f"{at}, label: {excerpt(label_text)}; expected an integer class id 0-{NUM_CLASSES - 1}")
         if not FLOAT_RE.fullmatch(conf_text):
-            raise InputError(f"{at}, confidence: {conf_text!r}; expected a finite decimal number in [0, 1]")
+            raise InputError(f"{at}, confidence: {excerpt(conf_text)}; expected a finite decimal number in [0, 1]")
         confidence = float(conf_text)
         if not 0.0 <= confidence <= 1.0:
-            raise InputError(f"{at}, confidence: {conf_text}; expected a number in [0, 1]")
+            raise InputError(f"{at}, confidence: {excerpt(conf_text)}; expected a number in [0, 1]")
         if mask not in masks:
             _, area = checked_rle(mask, height, width, f"{at}, mask")
             if area == 0:
@@ -107,12 +107,14 @@ def _check_row(
         )
     image_id, width_text, height_text, predictions = fields
     if not image_id or image_id != image_id.strip():
-        raise InputError(f"{where}, ID: {image_id!r}; expected a non-empty image ID without surrounding spaces")
+        raise InputError(f"{where}, ID: {excerpt(image_id)}; expected a non-empty image ID without surrounding spaces")
     if image_id in seen:
-        raise InputError(f"{where}, ID: {image_id!r} already on line {seen[image_id]}; each image must appear once")
+        raise InputError(
+            f"{where}, ID: {excerpt(image_id)} already on line {seen[image_id]}; each image must appear once"
+        )
     if expected is not None and image_id not in expected:
         raise InputError(
-            f"{where}, ID: {image_id!r} is not an image in {data_dir}; rows are only allowed for its images"
+            f"{where}, ID: {excerpt(image_id)} is not an image in {data_dir}; rows are only allowed for its images"
         )
     width = _positive_int(width_text, where, "ImageWidth")
     height = _positive_int(height_text, where, "ImageHeight")
@@ -165,7 +167,7 @@ def validate_submission(path: str | os.PathLike, data_dir: str | os.PathLike | N
                 raise InputError(f"{path}: empty file; expected the header {','.join(SUBMISSION_HEADER)}")
             if tuple(header) != SUBMISSION_HEADER:
                 raise InputError(
-                    f"{path}, line 1: header is {','.join(header)!r}; expected exactly {','.join(SUBMISSION_HEADER)!r}"
+                    f"{path}, line 1: header is {excerpt(','.join(header))}; expected exactly {','.join(SUBMISSION_HEADER)!r}"
                 )
             for fields in reader:
                 line = reader.line_num
