@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ..cli.base import ArgumentParser, cli_entry
+from ..cli.base import ArgumentParser, add_quiet, cli_entry
 from ..errors import InputError
 from ..io import read_mask
 from ..submission import encode_binary_mask, encode_label_image
@@ -73,6 +73,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument(
         "--repeats", type=int, default=7, help="timed runs of each encoder, after a warm-up (default 7)"
     )
+    add_quiet(parser)
     return parser
 
 

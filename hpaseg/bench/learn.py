@@ -12,7 +12,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from ..cli.base import ArgumentParser, cli_entry, configure_output
+from ..cli.base import ArgumentParser, add_quiet, cli_entry, configure_output
+from ..io import check_output_path
 from ..pipeline.demo import ORACLE, PRIOR, RANDOM, DemoConfig, run_demo
 
 __all__ = ["build_parser", "main"]
@@ -34,15 +35,17 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--lr", type=float, default=0.08)
     parser.add_argument("--seed", type=int, default=0)
+    add_quiet(parser)
     return parser
 
 
-@cli_entry("bench")
+@cli_entry("bench learn", build_parser)
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the learning check."""
     args = build_parser().parse_args(argv)
     configure_output()
-    summary = run_demo(DemoConfig(**vars(args)))
+    check_output_path(args.out, option="--out", folder=True)
+    summary = run_demo(DemoConfig(**{k: v for k, v in vars(args).items() if k != "quiet"}))
     scores = summary["mAP"]
     model = next(v for k, v in scores.items() if k.startswith("Mask R-CNN"))
     loss = summary["training_loss"]

@@ -8,7 +8,6 @@ and prints the seconds per image of each repeat; the last line is ``images_per_s
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 from collections.abc import Sequence
@@ -16,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..classes import REFERENCE_SIZE_PX
+from ..cli.base import ArgumentParser, add_quiet, cli_entry
 from ..evaluation import COMPETITION_IOU_THRESHOLD, match_label_images
 from ..segmentation import segment_watershed
 from ..synth import image_rng, synth_image
@@ -23,11 +23,13 @@ from ..synth import image_rng, synth_image
 __all__ = ["build_parser", "main"]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m hpaseg.bench segment", description=__doc__.splitlines()[0])
+def build_parser() -> ArgumentParser:
+    """Options of ``python -m hpaseg.bench segment``."""
+    parser = ArgumentParser(prog="hpaseg bench segment", description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=REFERENCE_SIZE_PX, help="image side in px (default 2048)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs (default 3, after one warm-up)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic field (default 0)")
+    add_quiet(parser)
     return parser
 
 
@@ -37,6 +39,7 @@ def _make_image(seed: int, size: int) -> tuple[np.ndarray, np.ndarray, str]:
     return np.asarray(drawn.image), np.asarray(drawn.cell_mask), "hpaseg.synth.synth_image"
 
 
+@cli_entry("bench segment", build_parser)
 def main(argv: Sequence[str] | None = None) -> int:
     """Time the default segmenter; the last line printed is ``images_per_s=N.NN``."""
     args = build_parser().parse_args(argv)

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from ..classes import REFERENCE_SIZE_PX
-from ..cli.base import ArgumentParser, cli_entry
+from ..cli.base import ArgumentParser, add_quiet, cli_entry
 from ..errors import InputError
 from ..synth.compare import check_closeness, compare, format_table
 from ..synth.image import DEFAULT_STYLE, STYLES
@@ -37,6 +37,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument(
         "--check", action="store_true", help="exit 1 when a statistic is out of the tolerances (listed after the table)"
     )
+    add_quiet(parser)
     return parser
 
 

@@ -24,11 +24,11 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from ..cli.base import ArgumentParser, cli_entry
+from ..cli.base import ArgumentParser, add_quiet, cli_entry
 from ..detection import build_maskrcnn, target_from_cells
 from ..detection.detectron2 import load_config
 from ..errors import InputError
-from ..io import write_json
+from ..io import check_output_path, write_json
 from ..synth import image_rng, synth_image
 from ..transforms import to_tensor
 
@@ -213,13 +213,16 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--engines", nargs="+", default=["torchvision", "detectron2"], help="engines to time")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--out-json", help="also write the figures here")
+    add_quiet(parser)
     return parser
 
 
-@cli_entry("bench")
+@cli_entry("bench train", build_parser)
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; prints a table and, last, the torchvision/detectron2 ratios."""
     args = build_parser().parse_args(argv)
+    if args.out_json:
+        check_output_path(args.out_json, option="--out-json", folder=False)
     for b in args.backbones:
         if b not in TORCHVISION_BACKBONES:
             raise InputError(f"--backbones {b!r}: expected some of {', '.join(TORCHVISION_BACKBONES)}")

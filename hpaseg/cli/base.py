@@ -1,10 +1,13 @@
 """What every CLI shares: an argument parser that raises instead of exiting, and the
 wrapper that turns an :class:`~hpaseg.errors.InputError` into one line and exit code 2,
-writing the flag that set a parameter where the library named the parameter."""
+writing the flag that set a parameter where the library named the parameter. A write
+that fails for lack of space, quota or permission where no writer of :mod:`hpaseg.io`
+caught it (a metrics log, TensorBoard's files) is reported the same way."""
 
 from __future__ import annotations
 
 import argparse
+import errno
 import functools
 import logging
 import re
@@ -12,6 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from ..errors import InputError
+from ..io import WRITE_ERRNOS, write_error
 
 __all__ = [
     "ArgumentParser",
@@ -117,6 +121,20 @@ def message_for_cli(exc: InputError, parser: argparse.ArgumentParser | None) -> 
     return message
 
 
+def _os_message(exc: OSError) -> str:
+    """One line for a failed write or a denied access that no writer turned into an InputError.
+
+    >>> _os_message(OSError(errno.ENOSPC, "No space left on device", "run/metrics.jsonl"))
+    'run/metrics.jsonl: cannot write the file (No space left on device); free some space or write elsewhere'
+    >>> _os_message(PermissionError(errno.EACCES, "Permission denied", "x.csv"))
+    'x.csv: Permission denied; check the permissions of the file and its folder'
+    """
+    name = exc.filename if exc.filename is not None else "a file"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"{name}: {exc.strerror}; check the permissions of the file and its folder"
+    return " ".join(str(write_error(name, exc, "write the file")).split())
+
+
 def cli_entry(
     prog: str, build_parser: Callable[[], argparse.ArgumentParser] | None = None
 ) -> Callable[[Callable[[Sequence[str] | None], int]], Callable[[Sequence[str] | None], int]]:
@@ -140,6 +158,11 @@ def cli_entry(
             except InputError as exc:
                 parser = build_parser() if build_parser is not None and exc.param else None
                 print(f"hpaseg {prog}: error: {message_for_cli(exc, parser)}", file=sys.stderr)
+                return EXIT_INPUT_ERROR
+            except OSError as exc:
+                if exc.errno not in WRITE_ERRNOS:
+                    raise
+                print(f"hpaseg {prog}: error: {_os_message(exc)}", file=sys.stderr)
                 return EXIT_INPUT_ERROR
 
         return wrapper

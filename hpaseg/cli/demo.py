@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from ..io import check_output_path
 from ..pipeline.demo import DemoConfig, run_demo
 from .base import ArgumentParser, add_quiet, cli_entry, configure_output
 
@@ -59,6 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``hpaseg demo``."""
     args = build_parser().parse_args(argv)
     configure_output()
+    check_output_path(args.out, option="--out", folder=True)
     cfg = DemoConfig(**{k: v for k, v in vars(args).items() if k != "quiet"})
     summary = run_demo(cfg)
     headline = next(

@@ -9,9 +9,11 @@ atomic (:func:`atomic_write`). Modules: :mod:`~hpaseg.io.files` (atomic writes, 
 
 from .files import (
     TEMP_SUFFIX,
+    WRITE_ERRNOS,
     atomic_write,
     check_output_path,
     read_json,
+    write_error,
     write_json,
     write_npy,
 )
@@ -59,9 +61,11 @@ from .tables import (
 
 __all__ = [
     "TEMP_SUFFIX",
+    "WRITE_ERRNOS",
     "atomic_write",
     "check_output_path",
     "read_json",
+    "write_error",
     "write_json",
     "write_npy",
     "IMAGE_EXTENSIONS",

@@ -29,7 +29,16 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["atomic_write", "check_output_path", "read_json", "write_json", "write_npy", "TEMP_SUFFIX"]
+__all__ = [
+    "atomic_write",
+    "check_output_path",
+    "read_json",
+    "write_json",
+    "write_npy",
+    "write_error",
+    "TEMP_SUFFIX",
+    "WRITE_ERRNOS",
+]
 
 #: Suffix of the temporary files :func:`atomic_write` creates (``.{name}.tmp``, or
 #: ``.{name}.XXXXXXXX.tmp`` while another process writes the same file).
@@ -49,11 +58,15 @@ def _umask() -> int:
 
 
 #: errno values of a write that fails for lack of space or permission (reported as InputError).
-_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EPERM, errno.EROFS})
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EPERM, errno.EROFS})
 
 
-def _os_error(path: Path, exc: OSError, what: str) -> InputError:
-    """A one-line InputError for a failed write: names the path and what to do."""
+def write_error(path: str | os.PathLike, exc: OSError, what: str = "write the file") -> InputError:
+    """A one-line InputError for a failed write: names the path, the reason and what to do.
+
+    >>> str(write_error("out/sub.csv", OSError(errno.ENOSPC, "No space left on device")))
+    'out/sub.csv: cannot write the file (No space left on device); free some space or write elsewhere'
+    """
     reason = exc.strerror or type(exc).__name__
     hint = {
         errno.ENOSPC: "free some space or write elsewhere",
@@ -172,7 +185,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) -
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = _claim_temp(path)
     except OSError as exc:
-        raise _os_error(path, exc, "create the file") from exc
+        raise write_error(path, exc, "create the file") from exc
     lock = os.dup(fd)  # keeps the lock after the file is closed, until the rename is done
     try:
         if "b" in mode:
@@ -187,9 +200,9 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) -
             os.chmod(tmp, _DEFAULT_FILE_MODE & ~_umask())
             os.replace(tmp, path)
         except OSError as exc:
-            if exc.errno not in _WRITE_ERRNOS:
+            if exc.errno not in WRITE_ERRNOS:
                 raise
-            raise _os_error(path, exc, "write the file") from exc
+            raise write_error(path, exc, "write the file") from exc
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
