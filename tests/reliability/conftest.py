@@ -11,6 +11,8 @@ import pytest
 from hpaseg import io
 from hpaseg.submission import CELL_TABLE_HEADER
 
+from .harness import run_here
+
 #: Images of the ``fields`` dataset: enough for several kill points and two shards.
 N_TRAIN, N_TEST = 6, 2
 
@@ -40,3 +42,11 @@ def cell_table(fields) -> Path:
     path = fields.parent / "cells.csv"
     io.write_table(path, pd.DataFrame(rows, columns=list(CELL_TABLE_HEADER)))
     return path
+
+
+@pytest.fixture(scope="session")
+def segmented(fields, tmp_path_factory) -> Path:
+    """Masks of an uninterrupted ``hpaseg segment`` of the train images (one worker, unsharded)."""
+    out = tmp_path_factory.mktemp("segment") / "masks"
+    run_here("segment", "--data", fields / "train", "--out", out, "--quiet")
+    return out
