@@ -45,10 +45,6 @@ Macro means are over the classes with at least one positive in the validation sp
 a class that has no positive would be 0 or undefined.
 
 Classes without a positive in the training split get a warning naming them; an empty
-split, an unknown option value, ``--level cell`` without ``--masks``, a missing channel
-or mask file or a mask of the wrong size stop the run (exit code 2) before ``RUN`` is
-
-Classes without a positive in the training split get a warning naming them; an empty
 split, an unknown setting, ``level="cell"`` without ``masks``, a missing channel or mask
 file or a mask of the wrong size stop the run (:class:`~hpaseg.errors.InputError`)
 before the run folder is created.
@@ -77,7 +73,7 @@ from ..runtime.checkpoint import Checkpointer
 from ..runtime.config import save_config
 from ..runtime.logger import MetricsLogger
 from ..runtime.schedule import build_scheduler
-from ..runtime.seed import seed_everything
+from ..runtime.seed import rng_state, seed_everything, set_rng_state
 from .config import CHECKPOINT_KIND, EVAL_FILE, FINAL, ClassifyConfig, check_config, input_size
 from .data import (
     ClassifierDataset,
@@ -149,7 +145,7 @@ def _state(
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "scaler": scaler.state_dict(),
-        "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state()},
+        "rng": rng_state(),
         "epoch": epoch,
         "iteration": iteration,
         "train_seconds": train_seconds,
@@ -189,9 +185,17 @@ def _restore(path: Path, cfg: ClassifyConfig, model, optimizer, scheduler, scale
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     scaler.load_state_dict(state["scaler"])
-    torch.set_rng_state(state["rng"]["torch"])
-    np.random.set_state(state["rng"]["numpy"])
+    set_rng_state(state["rng"])
     return state
+
+
+def _remove_epoch_checkpoints(out: Path, keep: Path | None = None) -> None:
+    """Remove the run's ``model_epochNNN.pth`` files but ``keep`` (the newest only is kept; a
+    run killed between saving one and removing the one before leaves both, and its resumed
+    run removes the older)."""
+    for path in out.glob("model_epoch*.pth"):
+        if path != keep:
+            path.unlink(missing_ok=True)
 
 
 def _warn_absent(absent: Sequence[int]) -> None:
@@ -393,7 +397,7 @@ def train_classifier(
     out.mkdir(parents=True, exist_ok=True)
     save_config(out / "config.yaml", cfg)
 
-    metrics = MetricsLogger(out)
+    metrics = MetricsLogger(out, start=iteration)  # drops what a killed run logged after its checkpoint
     total = cfg.epochs * run.steps_per_epoch
     log.info(
         "training %s (%s level, %s, %d px, %s, %s) on %d samples, validating on %d; %d epochs of %d steps on %s",
@@ -410,7 +414,6 @@ def train_classifier(
         run.device.type,
     )
     bar = tqdm(total=total, initial=min(iteration, total), desc="train", unit="it", disable=not progress)
-    previous = last if last is not None and last.name != f"{FINAL}.pth" else None
     run.model.train()
     for epoch in range(start_epoch, cfg.epochs):
         started = time.perf_counter()
@@ -421,18 +424,16 @@ def train_classifier(
         train_seconds += time.perf_counter() - started
         if cfg.checkpoint_period and done % cfg.checkpoint_period == 0 and done < cfg.epochs:
             path = checkpointer.save(f"model_epoch{done:03d}", _run_state(run, cfg, done, iteration, train_seconds))
-            if previous is not None and previous != path:
-                previous.unlink(missing_ok=True)
-            previous = path
+            _remove_epoch_checkpoints(out, keep=path)
     bar.close()
 
     scores, val_loss = _validate(run, cfg)
     final_epoch = max(cfg.epochs, start_epoch)
-    checkpointer.save(FINAL, _run_state(run, cfg, final_epoch, iteration, train_seconds, scores["thresholds"]))
-    if previous is not None:
-        previous.unlink(missing_ok=True)
-    metrics.log(iteration, _val_metrics(scores, val_loss))
+    if last is None or last.name != f"{FINAL}.pth" or start_epoch < cfg.epochs:  # else logged before the kill
+        metrics.log(iteration, _val_metrics(scores, val_loss))
     metrics.close()
+    checkpointer.save(FINAL, _run_state(run, cfg, final_epoch, iteration, train_seconds, scores["thresholds"]))
+    _remove_epoch_checkpoints(out)
     result = {
         "level": cfg.level,
         "backbone": cfg.backbone,

@@ -5,7 +5,10 @@ GPU with ``torchrun`` or ``srun`` (``slurm/run-model.sbatch``);
 :mod:`hpaseg.runtime.dist` reads the launcher's variables. Outputs in ``cfg.out``:
 ``config.yaml`` (the merged config), ``model_XXXXXXX.pth`` checkpoints and
 ``last_checkpoint``, ``model_final.pth``, ``metrics.jsonl``, TensorBoard logs in ``tb/``.
-``resume=True`` continues from the last checkpoint. SGD with momentum, the linear
+``resume=True`` continues from the last checkpoint: a checkpoint holds the random
+generators' states and the position in the epoch's shuffled order, so on the CPU a run
+killed and resumed ends with the weights of an uninterrupted run, bit for bit, and
+``metrics.jsonl`` drops what the killed run logged after its last checkpoint. SGD with momentum, the linear
 scaling rule for the learning rate, warm-up then cosine or step decay
 (:func:`hpaseg.runtime.schedule.build_scheduler`), gradient clipping, AMP on CUDA, and a
 stop on a non-finite loss.
@@ -33,7 +36,7 @@ from ..runtime.checkpoint import Checkpointer
 from ..runtime.config import save_config
 from ..runtime.logger import MetricsLogger
 from ..runtime.schedule import build_scheduler
-from ..runtime.seed import seed_everything
+from ..runtime.seed import rng_state, seed_everything, set_rng_state
 from ..submission import Prediction, SubmissionRow, encode_label_image, submission_row
 from ..transforms import to_tensor
 from .data import CellDataset, collate
@@ -96,32 +99,40 @@ def check_train_config(cfg: TrainConfig) -> None:
             raise InputError(f"{name} {getattr(cfg, name)}: no such folder", param=name)
 
 
+def _epoch_order(dataset: CellDataset, cfg: TrainConfig, info: dist.DistInfo, epoch: int) -> list[int]:
+    """This process's items of ``epoch`` in the order it sees them (the same for a given seed and epoch)."""
+    if info.distributed:
+        sampler = DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=cfg.seed)
+        sampler.set_epoch(epoch)
+    else:
+        sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(cfg.seed + epoch))
+    return list(sampler)
+
+
 def _batches(
-    dataset: CellDataset, cfg: TrainConfig, info: dist.DistInfo, start_epoch: int
-) -> Iterator[tuple[int, list, list]]:
-    """Endless stream of ``(epoch, images, targets)``, reshuffled each epoch (the same order for a given seed and epoch)."""
-    epoch = start_epoch
+    dataset: CellDataset, cfg: TrainConfig, info: dist.DistInfo, start_epoch: int, start_step: int = 0
+) -> Iterator[tuple[int, int, list, list]]:
+    """Endless stream of ``(epoch, step in epoch, images, targets)``, reshuffled each epoch; it
+    starts at batch ``start_step`` of ``start_epoch`` (where a resumed run continues).
+
+    The loaders draw their workers' seeds from a generator of their own, seeded by the
+    seed and the epoch, so the stream leaves the global generators alone."""
+    epoch, skip = start_epoch, start_step
     while True:
         dataset.epoch = epoch
-        if info.distributed:
-            sampler = DistributedSampler(
-                dataset, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=cfg.seed
-            )
-            sampler.set_epoch(epoch)
-        else:
-            sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(cfg.seed + epoch))
         drop_last = len(dataset) >= cfg.batch_size * info.world_size
         loader = DataLoader(
             dataset,
             batch_size=cfg.batch_size,
-            sampler=sampler,
+            sampler=_epoch_order(dataset, cfg, info, epoch)[skip * cfg.batch_size :],
             num_workers=cfg.workers,
             collate_fn=collate,
             drop_last=drop_last,
+            generator=torch.Generator().manual_seed(cfg.seed + epoch),
         )
-        for images, targets in loader:
-            yield epoch, images, targets
-        epoch += 1
+        for step, (images, targets) in enumerate(loader, start=skip + 1):
+            yield epoch, step, images, targets
+        epoch, skip = epoch + 1, 0
 
 
 @torch.no_grad()
@@ -156,14 +167,16 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if hasattr(model, "module") else model
 
 
-def _state(model, optimizer, scheduler, scaler, iteration: int, epoch: int, cfg: TrainConfig) -> dict:
+def _state(model, optimizer, scheduler, scaler, iteration: int, epoch: int, step: int, cfg: TrainConfig) -> dict:
     return {
         "model": _unwrap(model).state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "scaler": scaler.state_dict(),
+        "rng": rng_state(),
         "iteration": iteration,
         "epoch": epoch,
+        "epoch_step": step,
         "engine": "torchvision",
         "backbone": cfg.backbone,
         "image_size": cfg.image_size,
@@ -192,12 +205,15 @@ def _datasets(cfg: TrainConfig, *, progress: bool) -> tuple[CellDataset, CellDat
     )
 
 
-def _resume(checkpointer: Checkpointer, cfg: TrainConfig, model, optimizer, scheduler, scaler) -> tuple[int, int]:
-    """Load the run's last checkpoint into the objects; returns ``(iteration, epoch)`` to start from."""
+def _resume(
+    checkpointer: Checkpointer, cfg: TrainConfig, model, optimizer, scheduler, scaler
+) -> tuple[int, int, int, dict | None]:
+    """Load the run's last checkpoint into the objects; returns ``(iteration, epoch, step in
+    epoch)`` to start from and the generators' states to restore (None: none saved)."""
     last = checkpointer.last()
     if last is None:
         log.info("resume: no checkpoint in %s; starting from iteration 0", cfg.out)
-        return 0, 0
+        return 0, 0, 0, None
     state = checkpointer.load(last)
     if state.get("backbone") != cfg.backbone or state.get("image_size") != cfg.image_size:
         raise InputError(
@@ -210,7 +226,7 @@ def _resume(checkpointer: Checkpointer, cfg: TrainConfig, model, optimizer, sche
     scheduler.load_state_dict(state["scheduler"])
     scaler.load_state_dict(state["scaler"])
     log.info("resuming from %s at iteration %d", last, int(state["iteration"]))
-    return int(state["iteration"]), int(state["epoch"])
+    return int(state["iteration"]), int(state["epoch"]), int(state.get("epoch_step", 0)), state.get("rng")
 
 
 @dataclasses.dataclass
@@ -225,8 +241,8 @@ class _Training:
     device: torch.device
     lr: float
 
-    def state(self, iteration: int, epoch: int, cfg: TrainConfig) -> dict:
-        return _state(self.model, self.optimizer, self.scheduler, self.scaler, iteration, epoch, cfg)
+    def state(self, iteration: int, epoch: int, step: int, cfg: TrainConfig) -> dict:
+        return _state(self.model, self.optimizer, self.scheduler, self.scaler, iteration, epoch, step, cfg)
 
 
 def _setup(cfg: TrainConfig, info: dist.DistInfo, device: torch.device) -> _Training:
@@ -283,11 +299,15 @@ def train_torchvision(cfg: TrainConfig, *, resume: bool = False, progress: bool 
     seed_everything(cfg.seed + info.rank)
     train_set, val_set = _datasets(cfg, progress=progress)
     t = _setup(cfg, info, device)
-    start_iter, start_epoch = (
-        _resume(checkpointer, cfg, t.model, t.optimizer, t.scheduler, t.scaler) if resume else (0, 0)
+    start_iter, start_epoch, start_step, rng = (
+        _resume(checkpointer, cfg, t.model, t.optimizer, t.scheduler, t.scaler) if resume else (0, 0, 0, None)
     )
+    if rng is not None and not info.distributed:
+        set_rng_state(rng)
+    elif start_iter:  # the checkpoint holds rank 0's generators only: reseed each rank, deterministically
+        seed_everything(cfg.seed + info.rank + start_iter * info.world_size)
     main = dist.is_main()
-    metrics = MetricsLogger(out, enabled=main)
+    metrics = MetricsLogger(out, enabled=main, start=start_iter)  # drops what a killed run logged after its checkpoint
     if main:
         log.info(
             "training %s (torchvision) on %d images, %d process(es) on %s, lr %.4g, %d iterations",
@@ -300,11 +320,11 @@ def train_torchvision(cfg: TrainConfig, *, resume: bool = False, progress: bool 
         )
     t.model.train()
     bar = tqdm(total=cfg.max_iter, initial=start_iter, desc="train", unit="it", disable=not (progress and main))
-    stream = _batches(train_set, cfg, info, start_epoch)
-    epoch = start_epoch
+    stream = _batches(train_set, cfg, info, start_epoch, start_step)
+    epoch, step = start_epoch, start_step
     window_start, window_images = time.perf_counter(), 0
     for iteration in range(start_iter, cfg.max_iter):
-        epoch, images, targets = next(stream)
+        epoch, step, images, targets = next(stream)
         losses, grad_norm = _step(t, images, targets, iteration, cfg.clip_grad_norm)
         window_images += len(images) * info.world_size
         done = iteration + 1
@@ -322,17 +342,18 @@ def train_torchvision(cfg: TrainConfig, *, resume: bool = False, progress: bool 
             metrics.log(done, values)
             bar.set_postfix(loss=f"{values['loss']:.3f}", lr=f"{values['lr']:.2g}")
             window_start, window_images = time.perf_counter(), 0
-        if main and done < cfg.max_iter and cfg.checkpoint_period and done % cfg.checkpoint_period == 0:
-            checkpointer.save(f"model_{done:07d}", t.state(done, epoch, cfg))
+        # Validation before the checkpoint: a run resumed from it has logged everything up to it.
         if main and done < cfg.max_iter and cfg.eval_period and done % cfg.eval_period == 0 and len(val_set):
             metrics.log(
                 done, {"val_mAP": evaluate_map(_unwrap(t.model), val_set, device, max_images=cfg.max_eval_images)}
             )
+        if main and done < cfg.max_iter and cfg.checkpoint_period and done % cfg.checkpoint_period == 0:
+            checkpointer.save(f"model_{done:07d}", t.state(done, epoch, step, cfg))
         bar.update()
     bar.close()
     final = out / "model_final.pth"
     if main:
-        checkpointer.save("model_final", t.state(cfg.max_iter, epoch, cfg))
+        checkpointer.save("model_final", t.state(cfg.max_iter, epoch, step, cfg))
         if len(val_set):
             val_map = evaluate_map(_unwrap(t.model), val_set, device, max_images=cfg.max_eval_images)
             metrics.log(cfg.max_iter, {"val_mAP": val_map})

@@ -7,19 +7,38 @@ from pathlib import Path
 
 from torch.utils.tensorboard import SummaryWriter
 
+from ..io import atomic_write
+
 __all__ = ["MetricsLogger"]
 
 
 class MetricsLogger:
     """Appends one JSON object per log step to ``RUN/metrics.jsonl`` and mirrors scalars to
-    TensorBoard (``RUN/tb``). Does nothing when ``enabled`` is False (non-main ranks)."""
+    TensorBoard (``RUN/tb``). Does nothing when ``enabled`` is False (non-main ranks).
 
-    def __init__(self, out_dir: str | Path, *, enabled: bool = True) -> None:
+    ``start``: the iteration the run starts from (0 for a new run, the checkpoint's for a
+    resumed one); records of later iterations, which a killed run logged after its last
+    checkpoint (or an earlier run in the same folder), are dropped from ``metrics.jsonl``
+    (this run logs them again).
+    """
+
+    def __init__(self, out_dir: str | Path, *, enabled: bool = True, start: int | None = None) -> None:
         self.enabled = enabled
         self.path = Path(out_dir) / "metrics.jsonl"
         self._tb = None
         if enabled:
+            if start is not None:
+                self._drop_after(start)
             self._tb = SummaryWriter(str(Path(out_dir) / "tb"))
+
+    def _drop_after(self, iteration: int) -> None:
+        if not self.path.is_file():
+            return
+        lines = self.path.read_text(encoding="utf-8").splitlines(keepends=True)
+        kept = [line for line in lines if _iteration(line) <= iteration]
+        if len(kept) != len(lines):
+            with atomic_write(self.path) as fh:
+                fh.writelines(kept)
 
     def log(self, iteration: int, values: dict[str, float]) -> None:
         if not self.enabled:
@@ -33,3 +52,12 @@ class MetricsLogger:
     def close(self) -> None:
         if self._tb is not None:
             self._tb.close()
+
+
+def _iteration(line: str) -> float:
+    """The iteration of a ``metrics.jsonl`` line; infinity for a line that is not a record
+    (a line cut short when a run was killed while writing it)."""
+    try:
+        return float(json.loads(line)["iteration"])
+    except (ValueError, KeyError, TypeError):
+        return float("inf")

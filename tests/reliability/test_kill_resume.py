@@ -22,14 +22,6 @@ from .harness import assert_same_files, before, rename_of, renamed, run_here, ru
 # --------------------------------------------------------------------------- segment
 
 
-@pytest.fixture(scope="module")
-def segmented(fields, tmp_path_factory) -> Path:
-    """Masks of an uninterrupted ``hpaseg segment`` of the train images."""
-    out = tmp_path_factory.mktemp("segment") / "masks"
-    run_here("segment", "--data", fields / "train", "--out", out, "--quiet")
-    return out
-
-
 @pytest.mark.parametrize(
     "at",
     [
@@ -144,3 +136,51 @@ def test_synth_killed_then_rerun_equals_an_uninterrupted_run(tmp_path, at):
     run_killed("synth", tmp_path / "result", *args, at=at)
     run_here("synth", tmp_path / "result", *args)
     assert_same_files(tmp_path / "result", tmp_path / "reference")
+
+
+# --------------------------------------------------------------------------- predict
+
+
+def _predict_args(trained_run: Path, tiny: dict, out: Path) -> list:
+    return [
+        "--weights",
+        trained_run / "model_final.pth",
+        "--data",
+        tiny["test"],
+        "--out",
+        out / "sub.csv",
+        "--save-masks",
+        out / "masks",
+        "--device",
+        "cpu",
+        "--batch-size",
+        "1",
+        "--workers",
+        "1",
+        "--quiet",
+    ]
+
+
+@pytest.fixture(scope="module")
+def predicted(trained_run, tiny_dataset, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("predict") / "reference"
+    run_here("predict", *_predict_args(trained_run, tiny_dataset, out))
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "at",
+    [
+        pytest.param(
+            before("hpaseg.detection.predictor:MaskRCNNPredictor.__call__", 2), id="predicting-the-second-image"
+        ),
+        pytest.param(rename_of("sub.csv"), id="submission-complete-but-not-renamed"),
+        pytest.param(renamed("*_cellmask.png", 1), id="submission-and-first-mask-written"),
+    ],
+)
+def test_predict_killed_then_rerun_equals_an_uninterrupted_run(trained_run, tiny_dataset, predicted, tmp_path, at):
+    out = tmp_path / "result"
+    run_killed("predict", *_predict_args(trained_run, tiny_dataset, out), at=at)
+    run_here("predict", *_predict_args(trained_run, tiny_dataset, out))
+    assert_same_files(out, predicted)

@@ -26,8 +26,11 @@ import importlib
 import json
 import os
 import signal
+import sys
 
 _VARIABLE = "HPASEG_KILL_AT"
+#: Exit status of a process whose hook could not be installed.
+_BAD_SPEC = 97
 
 
 def _kill() -> None:
@@ -74,4 +77,8 @@ def _install(spec: dict) -> None:
 
 
 if os.environ.get(_VARIABLE):
-    _install(json.loads(os.environ[_VARIABLE]))
+    try:
+        _install(json.loads(os.environ[_VARIABLE]))
+    except Exception as exc:  # a bad spec must not let the stage run unhooked
+        sys.stderr.write(f"{_VARIABLE}: cannot install the kill hook: {type(exc).__name__}: {exc}\n")
+        os._exit(_BAD_SPEC)
