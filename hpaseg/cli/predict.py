@@ -6,7 +6,9 @@ Routes, each a predictor run by the one predict loop (:func:`hpaseg.pipeline.pre
 * Mask R-CNN (``--weights RUN/model_final.pth``): torchvision
   (:class:`hpaseg.detection.MaskRCNNPredictor`) or detectron2
   (:class:`hpaseg.detection.detectron2.Detectron2Predictor`, ``--engine detectron2``);
-  the model finds the cells. Post-processing: :mod:`hpaseg.detection.postprocess`.
+  the model finds the cells (class-agnostic) and gives each its 19 label probabilities.
+  Post-processing and scores: :mod:`hpaseg.detection.postprocess` (``--min-detection-score``,
+  ``--nms-iou``, ``--weight-by-detection``).
 * Cell classifier (``--classifier RUN --masks MASKS``): the cells of the segmentation
   masks, each classified, optionally fused with an image-level classifier
   (:class:`hpaseg.classification.CellClassifierPredictor`).
@@ -17,6 +19,7 @@ Labels: :func:`hpaseg.labels.cell_labels` (``--min-score``, ``--negative-thresho
 from __future__ import annotations
 
 import sys
+from argparse import BooleanOptionalAction
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,6 +31,7 @@ from ..detection import (
 )
 from ..errors import InputError
 from ..io import check_output_path
+from ..labels import LabelRule
 from ..pipeline.predict import Predictor, check_images, open_maskrcnn, predict_folder, write_predictions
 from ..runtime.hardware import default_device
 from .base import ArgumentParser, add_quiet, cli_entry, configure_output
@@ -79,20 +83,36 @@ def build_parser() -> ArgumentParser:
     g.add_argument(
         "--min-score",
         type=float,
-        default=PostprocessConfig.min_score,
-        help="lowest class score reported (default %(default)s)",
+        default=LabelRule.min_score,
+        help="lowest class score reported (default %(default)s: every class ranked)",
     )
     g.add_argument(
         "--negative-threshold",
         type=float,
-        default=PostprocessConfig.negative_threshold,
-        help="a cell with no class at or above this is also Negative (default %(default)s)",
+        default=None,
+        help="a cell with no class at or above this is also Negative (default: Mask R-CNN "
+        f"{PostprocessConfig.negative_threshold}, Negative from the other classes; cell classifier {LabelRule.negative_threshold})",
+    )
+    g = parser.add_argument_group("Mask R-CNN post-processing")
+    g.add_argument(
+        "--min-detection-score",
+        type=float,
+        default=PostprocessConfig.min_detection_score,
+        help="drop detected cells scoring below this (default %(default)s)",
     )
     g.add_argument(
+        "--nms-iou",
         "--group-iou",
+        dest="nms_iou",
         type=float,
-        default=PostprocessConfig.group_iou,
-        help="detections overlapping this much are one cell (default %(default)s)",
+        default=PostprocessConfig.nms_iou,
+        help="a detection whose mask overlaps a better one this much is a duplicate (default %(default)s)",
+    )
+    g.add_argument(
+        "--weight-by-detection",
+        action=BooleanOptionalAction,
+        default=PostprocessConfig.weight_by_detection,
+        help="multiply each cell's class scores by its detection score (default %(default)s)",
     )
     add_quiet(parser)
     return parser
@@ -138,12 +158,12 @@ def _check_maskrcnn_args(args) -> None:
         raise InputError(f"--backbone {args.backbone!r}: unknown backbone; expected one of {', '.join(BACKBONES)}")
 
 
-def _predictor(args, config: PostprocessConfig) -> Predictor:
+def _predictor(args, config: PostprocessConfig, rule: LabelRule) -> Predictor:
     """The route's predictor, its weights loaded and matched against ``--backbone``."""
     if args.classifier is not None:
         weight = _DEFAULT_FUSION_WEIGHT if args.fusion_weight is None else args.fusion_weight
         predictor = CellClassifierPredictor.from_runs(
-            args.classifier, args.image_classifier, device=args.device, fusion_weight=weight, rule=config.rule
+            args.classifier, args.image_classifier, device=args.device, fusion_weight=weight, rule=rule
         )
         trained = predictor.cell_classifier.backbone
         if args.backbone is not None and trained != args.backbone:
@@ -175,11 +195,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_output_path(args.out, option="--out", folder=False)
     if args.save_masks:
         check_output_path(args.save_masks, option="--save-masks", folder=True)
+    negative = {} if args.negative_threshold is None else {"negative_threshold": args.negative_threshold}
     config = PostprocessConfig(
-        group_iou=args.group_iou, min_score=args.min_score, negative_threshold=args.negative_threshold
+        nms_iou=args.nms_iou,
+        min_detection_score=args.min_detection_score,
+        weight_by_detection=args.weight_by_detection,
+        min_score=args.min_score,
+        **negative,
     )
+    rule = LabelRule(min_score=args.min_score, **negative)
     ids = check_images(args.data, args.ids, args.masks if args.classifier is not None else None)  # before a model loads
-    predictor = _predictor(args, config)
+    predictor = _predictor(args, config, rule)
     predictions = predict_folder(
         predictor,
         args.data,

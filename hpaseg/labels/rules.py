@@ -26,7 +26,7 @@ class LabelRule:
         (18) with confidence ``1 - best``, unless its own Negative score is higher.
     """
 
-    min_score: float = 0.05
+    min_score: float = 0.0
     negative_threshold: float = 0.3
 
     def __post_init__(self) -> None:
@@ -39,6 +39,8 @@ def cell_labels(scores: Mapping[int, float], rule: LabelRule = LabelRule()) -> l
     """The (class, confidence) pairs reported for one cell, best first.
 
     >>> cell_labels({0: 0.9, 16: 0.2, 5: 0.01})
+    [(0, 0.9), (16, 0.2), (5, 0.01)]
+    >>> cell_labels({0: 0.9, 16: 0.2, 5: 0.01}, LabelRule(min_score=0.05))
     [(0, 0.9), (16, 0.2)]
     >>> cell_labels({16: 0.2})
     [(18, 0.8), (16, 0.2)]
