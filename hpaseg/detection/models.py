@@ -251,6 +251,7 @@ def build_maskrcnn(
     num_classes: int = NUM_CLASSES,
     score_threshold: float = 0.05,
     roi_batch_size: int = 512,
+    label_loss_weight: float = 1.0,
 ) -> MaskRCNN:
     """Build a four-channel Mask R-CNN: class-agnostic cells and a multi-label head.
 
@@ -269,6 +270,8 @@ def build_maskrcnn(
     roi_batch_size : int
         Proposals per image the box head trains on (torchvision's default 512; fewer is
         faster and enough for the ~10-60 cells of an image).
+    label_loss_weight : float
+        Factor of the multi-label head's loss (``loss_labels``).
 
     Returns
     -------
@@ -296,5 +299,5 @@ def build_maskrcnn(
         box_detections_per_img=DETECTIONS_PER_IMAGE,
         box_batch_size_per_image=roi_batch_size,
     )
-    model.roi_heads = MultiLabelRoIHeads(model.roi_heads, num_classes)
+    model.roi_heads = MultiLabelRoIHeads(model.roi_heads, num_classes, label_loss_weight=label_loss_weight)
     return model

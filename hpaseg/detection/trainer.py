@@ -74,6 +74,7 @@ class TrainConfig:
     eval_period: int = 500  # 0 = only at the end
     max_eval_images: int = 50
     roi_batch_size: int = 512  # proposals per image the box head trains on
+    label_loss_weight: float = 1.0  # factor of the multi-label head's loss
     log_period: int = 20
     pretrained: str | None = None  # None, "imagenet" or a torchvision checkpoint path
     device: str = "cuda"
@@ -90,6 +91,10 @@ def check_train_config(cfg: TrainConfig) -> None:
     for name in ("image_size", "batch_size", "max_iter", "roi_batch_size"):
         if getattr(cfg, name) < 1:
             raise InputError(f"{name} {getattr(cfg, name)}: expected a positive integer", param=name)
+    if cfg.label_loss_weight < 0:
+        raise InputError(
+            f"label_loss_weight {cfg.label_loss_weight}: expected a number >= 0", param="label_loss_weight"
+        )
     if cfg.schedule not in ("cosine", "step"):
         raise InputError(f"schedule {cfg.schedule!r}: expected 'cosine' or 'step'", param="schedule")
     for name in ("dataset", "data"):
@@ -239,7 +244,11 @@ class _Training:
 
 def _setup(cfg: TrainConfig, info: dist.DistInfo, device: torch.device) -> _Training:
     model = build_maskrcnn(
-        cfg.backbone, image_size=cfg.image_size, pretrained=cfg.pretrained, roi_batch_size=cfg.roi_batch_size
+        cfg.backbone,
+        image_size=cfg.image_size,
+        pretrained=cfg.pretrained,
+        roi_batch_size=cfg.roi_batch_size,
+        label_loss_weight=cfg.label_loss_weight,
     ).to(device)
     if info.distributed:
         model = torch.nn.parallel.DistributedDataParallel(

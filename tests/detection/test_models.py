@@ -87,4 +87,4 @@ def test_every_backbone_trains_and_predicts_on_rgby(backbone):
         out = model([torch.rand(4, 64, 64)])[0]
     assert out["masks"].shape[1:] == (1, 64, 64) and out["label_probs"].shape[1:] == (19,)
     assert model.roi_heads.box_predictor.cls_score.out_features == 2  # background + cell (class-agnostic)
-    assert model.roi_heads.label_predictor.out_features == 19
+    assert model.roi_heads.label_head.num_labels == 19

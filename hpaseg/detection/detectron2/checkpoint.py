@@ -16,7 +16,7 @@ __all__ = ["RGBYCheckpointer", "STEM_KEY", "LABEL_HEAD_KEY", "check_checkpoint"]
 STEM_KEY = "backbone.bottom_up.stem.conv1.weight"
 #: State-dict key of the multi-label head: checkpoints without it are of the earlier
 #: per-(cell, label) softmax model.
-LABEL_HEAD_KEY = "roi_heads.label_predictor.weight"
+LABEL_HEAD_KEY = "roi_heads.label_head.1.weight"
 
 
 def check_checkpoint(state: object, path: str | Path, *, param: str = "weights") -> None:

@@ -91,6 +91,7 @@ def add_hpa_config(cfg) -> None:
     cfg.HPA.EVAL_MAX_IMAGES = 50  # validation images scored by the competition metric
     cfg.HPA.PRETRAINED_FORMAT = "BGR"  # channel order of MODEL.WEIGHTS' stem: BGR (MSRA) or RGB (FAIR, torchvision)
     cfg.HPA.AUGMENT = True  # random flips of training images
+    cfg.HPA.LABEL_LOSS_WEIGHT = 1.0  # factor of the multi-label head's loss (loss_labels)
 
 
 def load_config(config_file: str | Path, opts: list[str] | None = None, **overrides: Any):

@@ -2,7 +2,8 @@
 with detectron2's standard box and mask heads, plus a multi-label head giving each cell
 19 sigmoid probabilities (the detectron2 twin of :mod:`hpaseg.detection.heads`).
 
-The label head is a linear layer on the box head's features of a RoI. Training: the
+The label head is :class:`hpaseg.detection.heads.LabelHead` (its own MLP) on the box
+pooler's features of a RoI. Training: the
 sampled foreground proposals (ground-truth boxes included, as detectron2 appends them)
 with their matched cell's multi-hot labels (``gt_multilabels``, set by
 :class:`~hpaseg.detection.detectron2.data.HPADatasetMapper`); loss ``loss_labels``, the
@@ -20,7 +21,7 @@ import torch
 from torch import nn
 
 from ...classes import NUM_CLASSES
-from ..heads import multilabel_loss
+from ..heads import LabelHead, multilabel_loss
 
 __all__ = ["ROI_HEADS_NAME", "register_hpa_roi_heads"]
 
@@ -36,22 +37,25 @@ def _heads_class():
         """detectron2's StandardROIHeads (one foreground class: cell) plus a multi-label head."""
 
         @configurable
-        def __init__(self, *, label_predictor: nn.Module, **kwargs) -> None:
+        def __init__(self, *, label_head: nn.Module, label_loss_weight: float = 1.0, **kwargs) -> None:
             super().__init__(**kwargs)
-            self.label_predictor = label_predictor
+            self.label_head = label_head
+            self.label_loss_weight = label_loss_weight
 
         @classmethod
         def from_config(cls, cfg, input_shape):
             ret = super().from_config(cfg, input_shape)
-            ret["label_predictor"] = nn.Linear(ret["box_head"].output_shape.channels, NUM_CLASSES)
+            channels = input_shape[cfg.MODEL.ROI_HEADS.IN_FEATURES[0]].channels
+            resolution = cfg.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION
+            ret["label_head"] = LabelHead(channels * resolution * resolution, NUM_CLASSES)
+            ret["label_loss_weight"] = cfg.HPA.LABEL_LOSS_WEIGHT
             return ret
 
         def label_logits(self, features, boxes) -> torch.Tensor:
             """Label logits (sum of boxes, 19) of RoIs ``boxes`` (one ``Boxes`` per image)."""
             if sum(len(b) for b in boxes) == 0:
-                return self.label_predictor.weight.new_zeros((0, NUM_CLASSES))
-            pooled = self.box_pooler([features[f] for f in self.box_in_features], boxes)
-            return self.label_predictor(self.box_head(pooled))
+                return next(self.label_head.parameters()).new_zeros((0, NUM_CLASSES))
+            return self.label_head(self.box_pooler([features[f] for f in self.box_in_features], boxes))
 
         def forward(self, images, features, proposals, targets=None):
             instances, losses = super().forward(images, features, proposals, targets)
@@ -59,7 +63,7 @@ def _heads_class():
                 foreground = [p[p.gt_classes < self.num_classes] for p in instances if p.has("gt_multilabels")]
                 logits = self.label_logits(features, [p.proposal_boxes for p in foreground])
                 target = torch.cat([p.gt_multilabels for p in foreground]) if foreground else logits.detach()
-                losses["loss_labels"] = multilabel_loss(logits, target)
+                losses["loss_labels"] = self.label_loss_weight * multilabel_loss(logits, target)
             return instances, losses
 
         def forward_with_given_boxes(self, features, instances):
