@@ -77,16 +77,16 @@ def test_compose_label_image_each_pixel_one_cell_and_upsampling():
 def test_cell_scores_fuse_every_class_and_optionally_weight_by_detection():
     probs = np.full((2, 19), 0.02)
     probs[0, 3], probs[1, 3], probs[1, 7] = 0.9, 0.1, 0.8
-    scores = cell_scores(probs, np.array([0.9, 0.5]))
+    scores = cell_scores(probs, np.array([0.9, 0.5]), PostprocessConfig(weight_by_detection=False))
     fused = fuse_scores(probs, None, ScoreRule())
     assert sorted(scores) == [1, 2]
     for k in (1, 2):
         assert len(scores[k]) == 19  # every class ranked (min_score 0)
         assert [s for _, s in scores[k]] == sorted((s for _, s in scores[k]), reverse=True)
         assert dict(scores[k]) == pytest.approx({c: fused[k - 1, c] for c in range(19)})
-    weighted = cell_scores(probs, np.array([0.9, 0.5]), PostprocessConfig(weight_by_detection=True))
+    weighted = cell_scores(probs, np.array([0.9, 0.5]))  # the default multiplies in the detection score
     assert dict(weighted[2]) == pytest.approx({c: 0.5 * fused[1, c] for c in range(19)})
-    floor = cell_scores(probs, np.array([0.9, 0.5]), PostprocessConfig(min_score=0.05))
+    floor = cell_scores(probs, np.array([0.9, 0.5]), PostprocessConfig(min_score=0.05, weight_by_detection=False))
     assert all(s >= 0.05 for _, s in floor[1])
     assert cell_scores(np.zeros((0, 19)), np.zeros(0)) == {}
 

@@ -70,7 +70,7 @@ def test_probabilities_and_detect_expose_the_raw_cells():
     assert detected.probabilities.shape == (2, 19) and detected.detection_scores.tolist() == pytest.approx([0.95, 0.85])
     np.testing.assert_array_equal(detected.label_image, label_image)
     fused = fuse_scores(detected.probabilities)
-    assert dict(detected.cell_scores()[2]) == pytest.approx({c: fused[1, c] for c in range(19)})
+    assert dict(detected.cell_scores()[2]) == pytest.approx({c: 0.85 * fused[1, c] for c in range(19)})
 
 
 def _save(tmp_path, **extra):
