@@ -6,7 +6,9 @@ Routes, each a predictor run by the one predict loop (:func:`hpaseg.pipeline.pre
 * Mask R-CNN (``--weights RUN/model_final.pth``): torchvision
   (:class:`hpaseg.detection.MaskRCNNPredictor`) or detectron2
   (:class:`hpaseg.detection.detectron2.Detectron2Predictor`, ``--engine detectron2``);
-  the model finds the cells. Post-processing: :mod:`hpaseg.detection.postprocess`.
+  the model finds the cells (class-agnostic) and gives each its 19 label probabilities.
+  Post-processing and scores: :mod:`hpaseg.detection.postprocess` (``--min-detection-score``,
+  ``--nms-iou``, ``--weight-by-detection``).
 * Cell classifier (``--classifier RUN --masks MASKS``): the cells of the segmentation
   masks, each classified (:class:`hpaseg.classification.CellClassifierPredictor`); the
   image's probabilities come from an image-level run (``--image-classifier``) or the
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from argparse import BooleanOptionalAction
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -111,13 +114,28 @@ def build_parser() -> ArgumentParser:
         "--negative-threshold",
         type=float,
         default=LabelRule.negative_threshold,
-        help="a cell with no class at or above this is also Negative (default %(default)s: off)",
+        help="a cell with no class at or above this is also Negative (default %(default)s: off; --negative estimates Negative)",
+    )
+    g = parser.add_argument_group("Mask R-CNN post-processing")
+    g.add_argument(
+        "--min-detection-score",
+        type=float,
+        default=PostprocessConfig.min_detection_score,
+        help="drop detected cells scoring below this (default %(default)s)",
     )
     g.add_argument(
+        "--nms-iou",
         "--group-iou",
+        dest="nms_iou",
         type=float,
-        default=PostprocessConfig.group_iou,
-        help="detections overlapping this much are one cell (default %(default)s)",
+        default=PostprocessConfig.nms_iou,
+        help="a detection whose mask overlaps a better one this much is a duplicate (default %(default)s)",
+    )
+    g.add_argument(
+        "--weight-by-detection",
+        action=BooleanOptionalAction,
+        default=PostprocessConfig.weight_by_detection,
+        help="multiply each cell's class scores by its detection score (default %(default)s)",
     )
     add_quiet(parser)
     return parser
@@ -209,7 +227,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.save_masks:
         check_output_path(args.save_masks, option="--save-masks", folder=True)
     config = PostprocessConfig(
-        group_iou=args.group_iou, min_score=args.min_score, negative_threshold=args.negative_threshold
+        nms_iou=args.nms_iou,
+        min_detection_score=args.min_detection_score,
+        score_rule=score_rule,
+        weight_by_detection=args.weight_by_detection,
+        min_score=args.min_score,
+        negative_threshold=args.negative_threshold,
     )
     ids = check_images(args.data, args.ids, args.masks)  # before a model loads
     predictor = _predictor(args, config, score_rule, rule)
