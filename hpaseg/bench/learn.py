@@ -86,10 +86,18 @@ def score_rule_table(run: Path, data: Path, masks: Path) -> pd.DataFrame:
     probabilities = cell_probabilities(run, data / "test", masks / "test")
     rules = [
         (f"fusion {f}, Negative {n}", ScoreRule(fusion=f, negative=n), LabelRule())
-        for f in ("product", "mean", "cell", "image")
+        for f in ("product", "cell", "image")
         for n in ("max", "model")
     ]
-    rules.append(("fusion product, Negative max, score floor 0.05", ScoreRule(), LabelRule(min_score=0.05)))
+    rules += [
+        (f"fusion mean w {w}, Negative {n}", ScoreRule(fusion="mean", weight=w, negative=n), LabelRule())
+        for w in (0.1, 0.2, 0.3, 0.5)
+        for n in ("max", "model")
+    ]
+    d = ScoreRule()
+    rules.append(
+        (f"fusion {d.fusion} w {d.weight}, Negative {d.negative}, score floor 0.05", d, LabelRule(min_score=0.05))
+    )
     rows = []
     for name, score_rule, label_rule in rules:
         m, cell_ap = score_rows(truth, rows_by_rule(probabilities, score_rule, label_rule))

@@ -14,8 +14,8 @@ their own mask are dropped. Masks are pasted back at the image's original resolu
 (:func:`compose_label_image`).
 
 Reported scores (:func:`cell_scores`): :func:`hpaseg.weak.fuse_scores` of the image's
-cells' probabilities by ``score_rule`` (default: each cell's probabilities times the
-image's mean, Negative the larger of its own and ``prod_k (1 - s_k)``), optionally times
+cells' probabilities by ``score_rule`` (default: ``0.2 * p_cell + 0.8 * p_image`` with
+``p_image`` the image's cells' mean, Negative the larger of its own and ``prod_k (1 - s_k)``), optionally times
 the cell's detection score (``weight_by_detection``), then the label rule
 (:func:`hpaseg.labels.cell_labels`).
 

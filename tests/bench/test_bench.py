@@ -98,5 +98,5 @@ def test_bench_learn_scores_every_route_and_score_rule(tmp_path, capsys):
         assert 0 <= r["mAP"] <= 1 and 0 <= r["cell_macro_ap"] <= 1
     assert routes["cell classifier (descriptors, refined)"]["train_seconds"] > 0
     rules = [r["rule"] for r in result["score_rules"]]
-    assert len(rules) == 9 and "fusion product, Negative max" in rules
+    assert len(rules) == 15 and "fusion product, Negative max" in rules and "fusion mean w 0.2, Negative max" in rules
     assert "| route |" in (out / "learn.md").read_text()

@@ -222,7 +222,10 @@ def test_predict_classifier_route(cell_run, image_run, tiny_dataset, tmp_path, c
             "trained with backbone 'efficientnet_b0', not --backbone 'resnet50'; pass --backbone efficientnet_b0",
         ),
         (["--backbone", "alexnet"], "--backbone 'alexnet': unknown backbone"),
-        (["--fusion-weight", "0.3"], "--fusion-weight belongs to --fusion mean, not --fusion product"),
+        (
+            ["--fusion", "product", "--fusion-weight", "0.3"],
+            "--fusion-weight belongs to --fusion mean, not --fusion product",
+        ),
         (["--fusion", "sum"], "--fusion 'sum': expected one of product, mean, cell, image"),
         (["--weights", "x.pth"], "exclude each other"),
         (["--image-classifier", "CELL"], "trained at the cell level, not the image level"),
