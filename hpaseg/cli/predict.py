@@ -58,6 +58,16 @@ def build_parser() -> ArgumentParser:
     parser = ArgumentParser(
         prog="hpaseg predict", description="Predict per-cell masks and labels for images and write a Kaggle submission."
     )
+    _add_model_options(parser)
+    _add_classifier_options(parser)
+    _add_data_and_inference_options(parser)
+    _add_postprocess_options(parser)
+    add_quiet(parser)
+    return parser
+
+
+def _add_model_options(parser: ArgumentParser) -> None:
+    """Mask R-CNN weights and engine."""
     g = parser.add_argument_group("model")
     g.add_argument("--engine", default="torchvision", help="torchvision (default) or detectron2")
     g.add_argument(
@@ -69,6 +79,10 @@ def build_parser() -> ArgumentParser:
         "--weights", default=None, help="Mask R-CNN route: checkpoint from hpaseg train (RUN/model_final.pth)"
     )
     g.add_argument("--config", help="detectron2 engine: the run's config.yaml (default: next to the weights)")
+
+
+def _add_classifier_options(parser: ArgumentParser) -> None:
+    """The cell-classifier and hybrid routes, and the score rule."""
     g = parser.add_argument_group("cell-classifier route (--classifier with --masks; with --weights: hybrid)")
     g.add_argument("--classifier", help="cell-level run of hpaseg classify (RUN or RUN/model_final.pth)")
     g.add_argument(
@@ -95,6 +109,10 @@ def build_parser() -> ArgumentParser:
         default=d.negative,
         help=f"{', '.join(NEGATIVE_RULES)}: Negative from the model, from the other classes, or the larger (default {d.negative})",
     )
+
+
+def _add_data_and_inference_options(parser: ArgumentParser) -> None:
+    """Images, outputs, device and the label rule."""
     g = parser.add_argument_group("data and output")
     g.add_argument("--data", required=True, help="folder of {ID}_{red,green,blue,yellow}.png test images")
     g.add_argument("--ids", nargs="+", help="only these image IDs (default: all in --data)")
@@ -116,6 +134,10 @@ def build_parser() -> ArgumentParser:
         default=LabelRule.negative_threshold,
         help="a cell with no class at or above this is also Negative (default %(default)s: off; --negative estimates Negative)",
     )
+
+
+def _add_postprocess_options(parser: ArgumentParser) -> None:
+    """Mask R-CNN post-processing."""
     g = parser.add_argument_group("Mask R-CNN post-processing")
     g.add_argument(
         "--min-detection-score",
@@ -137,8 +159,6 @@ def build_parser() -> ArgumentParser:
         default=PostprocessConfig.weight_by_detection,
         help="multiply each cell's class scores by its detection score (default %(default)s)",
     )
-    add_quiet(parser)
-    return parser
 
 
 def _check_classifier_args(args) -> None:

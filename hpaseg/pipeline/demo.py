@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from ..submission import read_submission
 from ..synth import generate_dataset
 from ..viz import CellPanel, cells_from_submission_row, plot_cell_panels
 from ..viz.images import figure_to_rgb
-from .routes import PRIOR, RANDOM, WEAK, RoutesConfig, routes_table, run_routes
+from .routes import PRIOR, RANDOM, WEAK, RoutesConfig, RouteScore, routes_table, run_routes
 
 __all__ = ["DemoConfig", "run_demo", "PRIOR", "RANDOM", "WEAK", "LEARNED"]
 
@@ -50,7 +51,7 @@ class DemoConfig:
     train_iters: int = 120
     image_size: int = 256
     batch_size: int = 2
-    lr: float = 0.02
+    lr: float = 0.16
 
 
 def _step(title: str) -> float:
@@ -110,13 +111,7 @@ def _overlay(out: Path, data: Path, test_ids: list[str], scores) -> Path:
     return path
 
 
-def run_demo(cfg: DemoConfig) -> dict:
-    """Run the demo; returns (and writes as ``OUT/demo_summary.json``) its figures."""
-    start = time.perf_counter()
-    _prepare_folder(cfg)
-    out = Path(cfg.out)
-    data, masks, dataset = out / "data", out / "masks", out / "dataset"
-
+def _synth(cfg: DemoConfig, out: Path, data: Path) -> None:
     t = _step(f"1/5 synthetic data: {cfg.n_train} train + {cfg.n_test} test images, {cfg.size} px, seed {cfg.seed}")
     if not (data / "truth.csv").is_file():
         summary = generate_dataset(data, cfg.n_train, cfg.n_test, cfg.size, cfg.seed, progress=False)
@@ -126,6 +121,8 @@ def run_demo(cfg: DemoConfig) -> dict:
         log.info("reusing %s", data)
     _done(t)
 
+
+def _segment(cfg: DemoConfig, data: Path, masks: Path) -> dict:
     t = _step("2/5 segmentation (built-in watershed, no weights)")
     for split in ("train", "test"):
         log.info(
@@ -133,14 +130,16 @@ def run_demo(cfg: DemoConfig) -> dict:
                 data / split, masks / split, None, make_segmenter("watershed"), workers=cfg.workers, progress=False
             ).line()
         )
-    test_ids = io.list_image_ids(data / "test")
-    seg = _segmentation_quality(data, masks, test_ids)
+    seg = _segmentation_quality(data, masks, io.list_image_ids(data / "test"))
     log.info(
         "   test images: %d of %d true cells matched at IoU >= 0.6 by %d segmented cells: precision %.3f, recall %.3f",
         seg["n_matched"], seg["n_true"], seg["n_pred"], seg["precision"], seg["recall"],
     )  # fmt: skip
     _done(t)
+    return seg
 
+
+def _propagate(data: Path, masks: Path, dataset: Path) -> None:
     t = _step("3/5 weak labels: every training cell gets its image's labels")
     if not (dataset / "propagate.json").is_file():
         propagate_dataset(
@@ -150,6 +149,8 @@ def run_demo(cfg: DemoConfig) -> dict:
         log.info("reusing %s", dataset)
     _done(t)
 
+
+def _routes(cfg: DemoConfig, out: Path, data: Path, masks: Path, dataset: Path) -> list[RouteScore]:
     t = _step("4/5 routes: train on the image labels only, predict the test images, score against per-cell truth")
     routes = RoutesConfig(
         out=str(out / "routes"),
@@ -169,12 +170,13 @@ def run_demo(cfg: DemoConfig) -> dict:
     )
     scores = run_routes(routes, step=lambda line: log.info("-- %s", line))
     _done(t)
+    return scores
 
-    t = _step("5/5 summary")
-    overlay = _overlay(out, data, test_ids, scores)
+
+def _report(scores: Sequence[RouteScore], seg: dict, overlay: Path, n_test: int) -> None:
     table = routes_table(scores).drop(columns=["submission"])
     log.info("segmentation (test): precision %.3f, recall %.3f at IoU >= 0.6", seg["precision"], seg["recall"])
-    log.info("competition mAP (mask IoU >= 0.6) and per-cell macro AP on %d test images:", len(test_ids))
+    log.info("competition mAP (mask IoU >= 0.6) and per-cell macro AP on %d test images:", n_test)
     for row in table.itertuples():
         seconds = (
             ""
@@ -183,6 +185,22 @@ def run_demo(cfg: DemoConfig) -> dict:
         )
         log.info("   mAP %.4f  cell AP %.4f  %s%s", row.mAP, row.cell_macro_ap, row.route, seconds)
     log.info("overlay: %s (truth | cell classifier | Mask R-CNN; each cell in its top class's colour)", overlay)
+
+
+def run_demo(cfg: DemoConfig) -> dict:
+    """Run the demo; returns (and writes as ``OUT/demo_summary.json``) its figures."""
+    start = time.perf_counter()
+    _prepare_folder(cfg)
+    out = Path(cfg.out)
+    data, masks, dataset = out / "data", out / "masks", out / "dataset"
+    _synth(cfg, out, data)
+    seg = _segment(cfg, data, masks)
+    _propagate(data, masks, dataset)
+    scores = _routes(cfg, out, data, masks, dataset)
+    t = _step("5/5 summary")
+    test_ids = io.list_image_ids(data / "test")
+    overlay = _overlay(out, data, test_ids, scores)
+    _report(scores, seg, overlay, len(test_ids))
     summary = {
         "params": asdict(cfg),
         "segmentation": seg,
@@ -193,5 +211,6 @@ def run_demo(cfg: DemoConfig) -> dict:
         "seconds": time.perf_counter() - start,
     }
     io.write_json(out / "demo_summary.json", summary, indent=2)
+    _done(t)
     log.info("outputs in %s/ ; total %.0f s", out, summary["seconds"])
     return summary
