@@ -23,6 +23,8 @@ LAYERS: dict[str, int] = {
     "submission": 3,
     "labels": 4,
     "evaluation": 4,
+    "weak": 4,
+    "descriptors": 4,
     "detection": 5,
     "classification": 5,
     "viz": 6,

@@ -132,7 +132,7 @@ def bench_detectron2(
     """(training images/s, inference images/s, detections per image) of a detectron2 Mask R-CNN."""
     from detectron2.modeling import build_model
     from detectron2.modeling.backbone.resnet import BottleneckBlock
-    from detectron2.structures import BitMasks, Instances
+    from detectron2.structures import BitMasks, Boxes, Instances
     from detectron2.utils.events import EventStorage
 
     cfg = load_config(
@@ -163,15 +163,11 @@ def bench_detectron2(
                 module.conv3.norm.weight.zero_()
     inputs = []
     for img, cells, labels in batch:
-        masks, classes = [], []
-        for cell, ks in labels.items():
-            m = cells == cell
-            if m.any():
-                masks += [m] * len(ks)
-                classes += list(ks)
+        target = target_from_cells(cells, labels)  # one instance per cell, as HPADatasetMapper
         inst = Instances(cells.shape)
-        bit = BitMasks(torch.from_numpy(np.stack(masks)))
-        inst.gt_masks, inst.gt_boxes, inst.gt_classes = bit, bit.get_bounding_boxes(), torch.tensor(classes)
+        inst.gt_masks, inst.gt_boxes = BitMasks(target["masks"].bool()), Boxes(target["boxes"])
+        inst.gt_classes = torch.zeros(len(target["boxes"]), dtype=torch.int64)
+        inst.gt_multilabels = target["multilabels"]
         inputs.append(
             {
                 "image": torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float(),

@@ -4,10 +4,24 @@ models, losses, trainer and predictors, and the cell-classifier route of ``hpase
 Modules: :mod:`~hpaseg.classification.data` (crops, channels, caches, augmentation),
 :mod:`~hpaseg.classification.models` (timm backbones + head, RGBY stems),
 :mod:`~hpaseg.classification.losses`, :mod:`~hpaseg.classification.config`,
-:mod:`~hpaseg.classification.samples`, :mod:`~hpaseg.classification.trainer` (``hpaseg classify``), :mod:`~hpaseg.classification.predictor` (inference, fusion, the route).
+:mod:`~hpaseg.classification.samples`, :mod:`~hpaseg.classification.trainer` (``hpaseg classify``),
+:mod:`~hpaseg.classification.bags` and :mod:`~hpaseg.classification.descriptor_trainer` (the
+descriptor network, the CPU default of the cell level, with weak supervision from
+:mod:`hpaseg.weak`), :mod:`~hpaseg.classification.predictor` (inference, the route).
 """
 
-from .config import AUGMENTS, DEFAULT_CHANNELS, LEVELS, ClassifyConfig, check_config, input_size
+from .bags import Bag, build_descriptor_cache, descriptor_cache_dir, load_bags
+from .config import (
+    AUGMENTS,
+    CELL_PRESETS,
+    DEFAULT_CHANNELS,
+    LEVELS,
+    SUPERVISIONS,
+    ClassifyConfig,
+    cell_preset,
+    check_config,
+    input_size,
+)
 from .data import (
     CHANNEL_MODES,
     ClassifierDataset,
@@ -21,9 +35,12 @@ from .data import (
     select_channels,
     standard_augment,
 )
+from .descriptor_trainer import bag_probabilities, fit_round, refine_bags, train_bags, train_descriptor_classifier
 from .losses import LOSSES, make_loss
 from .models import (
     BACKBONES,
+    DESCRIPTORS,
+    DescriptorNet,
     build_classifier,
     check_backbone,
     check_input_size,
@@ -33,13 +50,27 @@ from .predictor import (
     CellClassifierPredictor,
     LoadedClassifier,
     classifier_cell_scores,
-    fuse_probabilities,
     load_classifier,
 )
 from .samples import PreparedData, prepare_data
-from .trainer import predict_scores, train_classifier
+from .trainer import predict_scores, refine_samples, train_classifier
 
 __all__ = [
+    "Bag",
+    "build_descriptor_cache",
+    "descriptor_cache_dir",
+    "load_bags",
+    "CELL_PRESETS",
+    "SUPERVISIONS",
+    "cell_preset",
+    "train_descriptor_classifier",
+    "fit_round",
+    "refine_bags",
+    "train_bags",
+    "bag_probabilities",
+    "DESCRIPTORS",
+    "DescriptorNet",
+    "refine_samples",
     "CHANNEL_MODES",
     "ClassifierDataset",
     "Sample",
@@ -61,7 +92,6 @@ __all__ = [
     "CellClassifierPredictor",
     "LoadedClassifier",
     "classifier_cell_scores",
-    "fuse_probabilities",
     "load_classifier",
     "AUGMENTS",
     "DEFAULT_CHANNELS",

@@ -8,13 +8,17 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..runtime.schedule import SCHEDULES
+from ..weak import POOLINGS
 from .data import CHANNEL_MODES
 from .losses import LOSSES
-from .models import check_backbone, check_input_size
+from .models import DESCRIPTORS, check_backbone, check_input_size
 
 __all__ = [
     "LEVELS",
     "AUGMENTS",
+    "SUPERVISIONS",
+    "CELL_PRESETS",
+    "cell_preset",
     "DEFAULT_CHANNELS",
     "FINAL",
     "EVAL_FILE",
@@ -28,6 +32,47 @@ LEVELS: tuple[str, ...] = ("image", "cell")
 
 
 AUGMENTS: tuple[str, ...] = ("standard", "cutmix")
+
+
+#: How a cell classifier learns from image labels (:mod:`hpaseg.weak`): ``propagated``
+#: (every cell trained on its image's labels), ``mil`` (multiple-instance loss on pooled
+#: cell scores; descriptors backbone), ``refined`` (propagated, then ``refine_rounds``
+#: rounds of pseudo-label refinement).
+SUPERVISIONS: tuple[str, ...] = ("propagated", "mil", "refined")
+
+
+#: Cell-level settings sized for where they run (``hpaseg classify --level cell`` picks
+#: one by device; ``hpaseg.bench learn`` measured the CPU one, benchmarks/RESULTS.md).
+#: ``cpu``: descriptors + a small network, trained in seconds to minutes on 2 cores;
+#: ``gpu``: a timm CNN on 128-px crops, for real data on GPUs.
+CELL_PRESETS: dict[str, dict[str, object]] = {
+    "cpu": {
+        "backbone": DESCRIPTORS,
+        "epochs": 150,
+        "lr": 1e-3,
+        "weight_decay": 1e-4,
+        "batch_size": 8,
+        "supervision": "refined",
+    },
+    "gpu": {
+        "backbone": "efficientnet_b0",
+        "crop_size": 128,
+        "epochs": 20,
+        "lr": 3e-4,
+        "batch_size": 64,
+        "supervision": "refined",
+        "pretrained": "imagenet",
+    },
+}
+
+
+def cell_preset(device: str) -> dict[str, object]:
+    """The cell-level settings for ``device`` (``cuda...`` -> gpu, else cpu).
+
+    >>> cell_preset("cpu")["backbone"]
+    'descriptors'
+    """
+    return dict(CELL_PRESETS["gpu" if str(device).startswith("cuda") else "cpu"])
 
 
 #: Channel mode of each level when none is given.
@@ -79,13 +124,23 @@ class ClassifyConfig:
     log_period: int = 10  # iterations
     amp: bool = True  # CUDA only
     pretrained: str | None = None  # None, "imagenet" or a timm checkpoint path
+    supervision: str = "propagated"  # cell level: SUPERVISIONS
+    refine_rounds: int = 2  # supervision "refined": rounds after the first
+    keep_fraction: float = 0.5  # refinement: keep a label at >= this fraction of the image's best cell
+    pooling: str = "lse"  # supervision "mil": hpaseg.weak.POOLINGS
+    hidden: int = 256  # descriptors backbone: width of the hidden layers
+    depth: int = 2  # descriptors backbone: hidden layers
+    dropout: float = 0.1  # descriptors backbone
     device: str = "cpu"
     workers: int = 2
     seed: int = 0
 
 
 def input_size(cfg: ClassifyConfig) -> int:
-    """Side of the network's inputs in px: ``image_size`` (image level) or ``crop_size`` (cell level)."""
+    """Side of the network's inputs in px: ``image_size`` (image level), ``crop_size`` (cell
+    level) or 0 (descriptors: no image input)."""
+    if cfg.backbone == DESCRIPTORS:
+        return 0
     return cfg.image_size if cfg.level == "image" else cfg.crop_size
 
 
@@ -102,14 +157,36 @@ def check_config(cfg: ClassifyConfig, *, check_paths: bool = True) -> None:
     _choice("augment", cfg.augment, AUGMENTS)
     _choice("channels", cfg.channels, CHANNEL_MODES)
     _choice("schedule", cfg.schedule, SCHEDULES)
-    for name in ("image_size", "crop_size", "epochs", "batch_size"):
+    _choice("supervision", cfg.supervision, SUPERVISIONS)
+    _choice("pooling", cfg.pooling, POOLINGS)
+    for name in ("image_size", "crop_size", "epochs", "batch_size", "hidden"):
         if getattr(cfg, name) < 1:
             raise InputError(f"{name} {getattr(cfg, name)}: expected a positive integer", param=name)
+    for name in ("refine_rounds", "depth"):
+        if getattr(cfg, name) < 0:
+            raise InputError(f"{name} {getattr(cfg, name)}: expected an integer >= 0", param=name)
+    if not 0 < cfg.keep_fraction <= 1:
+        raise InputError(f"keep_fraction {cfg.keep_fraction}: expected a number in (0, 1]", param="keep_fraction")
+    if not 0 <= cfg.dropout < 1:
+        raise InputError(f"dropout {cfg.dropout}: expected a number in [0, 1)", param="dropout")
+    if cfg.level == "image" and (cfg.backbone == DESCRIPTORS or cfg.supervision != "propagated"):
+        raise InputError(
+            f"level image with backbone {cfg.backbone!r} and supervision {cfg.supervision!r}: descriptors and weak "
+            "supervision are cell-level; use level cell, or a timm backbone with supervision propagated",
+            param=("level", "backbone"),
+        )
+    if cfg.supervision == "mil" and cfg.backbone != DESCRIPTORS:
+        raise InputError(
+            f"supervision mil with backbone {cfg.backbone!r}: the multiple-instance loss trains the descriptors "
+            "backbone; use backbone descriptors, or supervision refined for a CNN",
+            param=("supervision", "backbone"),
+        )
     if not cfg.lr > 0:
         raise InputError(f"lr {cfg.lr}: expected a positive number", param="lr")
     if not 0 <= cfg.cutmix_p <= 1:
         raise InputError(f"cutmix_p {cfg.cutmix_p}: expected a probability in [0, 1]", param="cutmix_p")
-    check_input_size(cfg.backbone, input_size(cfg), param="image_size" if cfg.level == "image" else "crop_size")
+    if cfg.backbone != DESCRIPTORS:
+        check_input_size(cfg.backbone, input_size(cfg), param="image_size" if cfg.level == "image" else "crop_size")
     if cfg.level == "cell" and not cfg.masks:
         raise InputError(
             "level cell needs masks: the folder of {ID}_cellmask.png the dataset was propagated from",

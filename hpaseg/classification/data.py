@@ -66,6 +66,9 @@ __all__ = [
     "crop_cache_dir",
     "crop_cache_paths",
     "build_crop_cache",
+    "check_cache_inputs",
+    "read_image_mask",
+    "check_cells_present",
 ]
 
 #: Channel modes: the green channel replicated to three, or all four RGBY channels.
@@ -301,6 +304,41 @@ class ClassifierDataset(torch.utils.data.Dataset):
 
 
 # --------------------------------------------------------------------------- crop cache
+def check_cache_inputs(records: Sequence[ImageRecord], data_dir: str | Path, mask_dir: str | Path) -> None:
+    """Fail before any decoding when a channel file or a cell mask of ``records`` is missing."""
+    for rec in records:
+        for channel in CHANNEL_NAMES:
+            io.find_channel_file(data_dir, rec.image_id, channel)
+        mask_path = io.mask_paths(mask_dir, rec.image_id)[0]
+        if not mask_path.is_file():
+            raise InputError(
+                f"masks {mask_dir}: no {mask_path.name} for image {rec.image_id!r}; run 'hpaseg segment' for it or give the masks the dataset was propagated from",
+                param="masks",
+            )
+
+
+def read_image_mask(
+    mask_dir: str | Path, image_id: str, image_shape: tuple[int, ...], data_dir: str | Path
+) -> np.ndarray:
+    """The cell mask of an image, which must have the image's size."""
+    mask_path = io.mask_paths(mask_dir, image_id)[0]
+    label_image = io.read_mask(mask_path)
+    if label_image.shape != tuple(image_shape[:2]):
+        raise InputError(
+            f"{mask_path}: mask is {label_image.shape[0]}x{label_image.shape[1]} px but image {image_id!r} in {data_dir} is {image_shape[0]}x{image_shape[1]}; masks must be at the image's original resolution"
+        )
+    return label_image
+
+
+def check_cells_present(record: ImageRecord, ids: np.ndarray, mask_path: Path) -> None:
+    """Every cell of the dataset's record must be in the mask (else it was propagated from other masks)."""
+    unknown = sorted(set(record.cells) - {int(v) for v in ids})
+    if unknown:
+        raise InputError(
+            f"{mask_path}: has no cell {unknown[0]} of image {record.image_id!r} (the dataset has {len(record.cells)} cells); give the masks the dataset was propagated from"
+        )
+
+
 def crop_cache_dir(dataset_dir: str | Path, mask_dir: str | Path, size: int) -> Path:
     """``DATASET/cache_cells_{size}px_{key}``, ``key`` naming the mask folder (other masks, other crops)."""
     key = hashlib.sha1(str(Path(mask_dir).resolve()).encode()).hexdigest()[:8]
@@ -335,29 +373,12 @@ def build_crop_cache(
     cache_dir = Path(cache_dir)
     todo = [r for r in records if not all(p.is_file() for p in crop_cache_paths(cache_dir, r.image_id))]
     by_id = {r.image_id: r for r in todo}
-    for rec in todo:  # fail before any decoding
-        for channel in CHANNEL_NAMES:
-            io.find_channel_file(data_dir, rec.image_id, channel)
-        mask_path = io.mask_paths(mask_dir, rec.image_id)[0]
-        if not mask_path.is_file():
-            raise InputError(
-                f"masks {mask_dir}: no {mask_path.name} for image {rec.image_id!r}; run 'hpaseg segment' for it or give the masks the dataset was propagated from",
-                param="masks",
-            )
+    check_cache_inputs(todo, data_dir, mask_dir)
     bar = tqdm(total=len(todo), desc=f"crop cells {size}px", unit="img", disable=not progress or not todo)
     for image_id, image in io.iter_rgby(data_dir, [r.image_id for r in todo], workers=workers):
-        mask_path = io.mask_paths(mask_dir, image_id)[0]
-        label_image = io.read_mask(mask_path)
-        if label_image.shape != image.shape[:2]:
-            raise InputError(
-                f"{mask_path}: mask is {label_image.shape[0]}x{label_image.shape[1]} px but image {image_id!r} in {data_dir} is {image.shape[0]}x{image.shape[1]}; masks must be at the image's original resolution"
-            )
+        label_image = read_image_mask(mask_dir, image_id, image.shape, data_dir)
         crops, ids = crop_cells(image, label_image, size)
-        unknown = sorted(set(by_id[image_id].cells) - set(ids.tolist()))
-        if unknown:
-            raise InputError(
-                f"{mask_path}: has no cell {unknown[0]} of image {image_id!r} (the dataset has {len(by_id[image_id].cells)} cells); give the masks the dataset was propagated from"
-            )
+        check_cells_present(by_id[image_id], ids, io.mask_paths(mask_dir, image_id)[0])
         crops_path, ids_path = crop_cache_paths(cache_dir, image_id)
         io.write_npy(ids_path, ids)
         io.write_npy(crops_path, crops)

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import timm
 import torch
 from torch import nn
@@ -44,6 +45,8 @@ from ..runtime.checkpoint import read_checkpoint
 from ..runtime.stems import RGBY_CHANNELS, adapt_state_dict_stem
 
 __all__ = [
+    "DESCRIPTORS",
+    "DescriptorNet",
     "BACKBONES",
     "HEAD_HIDDEN",
     "MIN_INPUT_PX",
@@ -65,6 +68,9 @@ BACKBONES: dict[str, str] = {
     "efficientnet_b3": "efficientnet_b3",
     "efficientnet_b5": "efficientnet_b5",
 }
+#: The backbone name of the descriptor network (:class:`DescriptorNet`): per-cell
+#: descriptors (:mod:`hpaseg.descriptors`) instead of pixels; cell level only.
+DESCRIPTORS = "descriptors"
 #: Width of the hidden layer of the head (the study's 512).
 HEAD_HIDDEN = 512
 #: Smallest input side (px) a backbone accepts; others work from 32 px.
@@ -73,14 +79,56 @@ _DEFAULT_MIN_INPUT_PX = 32
 
 
 def check_backbone(name: str, *, param: str = "backbone") -> str:
-    """Return the timm model name of backbone ``name``; :class:`InputError` for an unknown one.
+    """Return the timm model name of backbone ``name`` (``descriptors`` for the descriptor
+    network); :class:`InputError` for an unknown one.
 
     >>> check_backbone("nfnet_f1")
     'dm_nfnet_f1'
     """
+    if name == DESCRIPTORS:
+        return name
     if name not in BACKBONES:
-        raise InputError(f"{param} {name!r}: unknown backbone; expected one of {', '.join(BACKBONES)}", param=param)
+        raise InputError(
+            f"{param} {name!r}: unknown backbone; expected {DESCRIPTORS} or one of {', '.join(BACKBONES)}", param=param
+        )
     return BACKBONES[name]
+
+
+class DescriptorNet(nn.Module):
+    """Per-cell descriptors -> standardised -> ``depth`` x (Linear ``hidden``, ReLU, Dropout)
+    -> Linear ``num_classes`` logits.
+
+    ``forward`` takes ``(N, D)`` raw descriptors (:func:`hpaseg.descriptors.describe_cells`);
+    the standardisation (``mean``, ``std`` of the training cells) is part of the model.
+    """
+
+    def __init__(
+        self,
+        n_inputs: int,
+        *,
+        hidden: int = 256,
+        depth: int = 2,
+        dropout: float = 0.1,
+        num_classes: int = NUM_CLASSES,
+    ) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(n_inputs))
+        self.register_buffer("std", torch.ones(n_inputs))
+        layers: list[nn.Module] = []
+        width = n_inputs
+        for _ in range(depth):
+            layers += [nn.Linear(width, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout)]
+            width = hidden
+        layers.append(nn.Linear(width, num_classes))
+        self.net = nn.Sequential(*layers)
+
+    def set_normalization(self, mean: np.ndarray, std: np.ndarray) -> None:
+        """Standardise inputs by ``(x - mean) / std`` (``std`` floored at 1e-6)."""
+        self.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        self.std.copy_(torch.as_tensor(np.maximum(std, 1e-6), dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.mean) / self.std)
 
 
 def check_input_size(name: str, size: int, *, param: str = "image_size") -> None:

@@ -4,15 +4,16 @@ cell-classifier route of ``hpaseg predict`` (segment first, then classify each c
 The route (:class:`CellClassifierPredictor`):
 
 1. The cells are given (the segmentation masks of the test images at their original
-   resolution); they are the submitted masks as they are.
-2. Each cell is cropped as in training (:func:`hpaseg.classification.data.crop_cell`:
-   square around the cell, background zeroed, resized to the run's crop size) and
-   classified by the cell-level run: per-class probabilities ``p_cell``.
-3. Optional fusion with an image-level run: the whole image gets probabilities
-   ``p_image`` and, for every class k = 0..18 including Negative,
-   ``p_k = w * p_cell_k + (1 - w) * p_image_k`` with ``w = fusion_weight`` (0.5 by
-   default; 1 = the cell classifier alone, 0 = every cell gets its image's scores).
-4. Labels by the label rule (:func:`hpaseg.labels.cell_labels`).
+   resolution, or Mask R-CNN's cells in the hybrid route); they are the submitted masks
+   as they are.
+2. Each cell is classified by the cell-level run: per-class probabilities ``p_cell``.
+   A descriptors run describes each cell (:func:`hpaseg.descriptors.describe_cells`);
+   a CNN run crops it as in training (:func:`hpaseg.classification.data.crop_cell`).
+3. The image's probabilities ``p_image``: an image-level run's, when given, else the
+   mean of its cells' (:func:`hpaseg.weak.image_probabilities`).
+4. Scores by the score rule (:class:`hpaseg.weak.ScoreRule`: by default
+   ``p_cell * p_image``, Negative from the other classes), then labels by the label rule
+   (:func:`hpaseg.labels.cell_labels`; every class by default).
 """
 
 from __future__ import annotations
@@ -26,18 +27,19 @@ import torch
 from torchvision.transforms import v2
 
 from ..classes import NUM_CLASSES
+from ..descriptors import describe_cells, descriptor_names
 from ..errors import InputError
 from ..labels import LabelRule, cell_labels
 from ..runtime.checkpoint import Checkpointer
 from ..transforms import square_image, to_tensor
+from ..weak import ScoreRule, fuse_scores
 from .config import CHECKPOINT_KIND, FINAL
 from .data import channel_count, crop_cells, select_channels
-from .models import build_classifier
+from .models import DESCRIPTORS, DescriptorNet, build_classifier
 
 __all__ = [
     "LoadedClassifier",
     "load_classifier",
-    "fuse_probabilities",
     "classifier_cell_scores",
     "CellClassifierPredictor",
 ]
@@ -83,6 +85,47 @@ class LoadedClassifier:
             out[start : start + len(x)] = torch.sigmoid(self.model(x).float()).cpu().numpy()
         return out
 
+    @torch.no_grad()
+    def cell_probabilities(self, image: np.ndarray, label_image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-class probabilities of every cell of one image (a cell-level run).
+
+        Parameters
+        ----------
+        image : ndarray, shape (H, W, 4), uint8
+            RGBY at original resolution.
+        label_image : ndarray, shape (H, W), int
+            Its cells (0 = background).
+
+        Returns
+        -------
+        probabilities : ndarray, shape (N, 19), float64
+        ids : ndarray, shape (N,)
+            The cell labels, one per row.
+        """
+        if self.backbone == DESCRIPTORS:
+            x, ids = describe_cells(image, label_image)
+            if not len(ids):
+                return np.zeros((0, NUM_CLASSES)), ids
+            logits = self.model(torch.from_numpy(x).to(self.device)).float()
+            return torch.sigmoid(logits).cpu().numpy().astype(np.float64), ids
+        crops, ids = crop_cells(image, label_image, self.input_size)
+        return (self.probabilities(crops) if len(ids) else np.zeros((0, NUM_CLASSES))), ids
+
+    def image_probabilities(self, image: np.ndarray) -> np.ndarray:
+        """Per-class probabilities ``(19,)`` of a whole ``(H, W, 4)`` uint8 image (an image-level run)."""
+        return self.probabilities(square_image(image, self.input_size)[None])[0]
+
+
+def _build_model(state: dict) -> torch.nn.Module:
+    if state["backbone"] == DESCRIPTORS:
+        if state.get("descriptor_names") != descriptor_names():
+            raise InputError(
+                "classifier: its descriptors differ from this hpaseg version's; retrain it with 'hpaseg classify'",
+                param="classifier",
+            )
+        return DescriptorNet(int(state["n_inputs"]), **state["net"])
+    return build_classifier(state["backbone"], in_chans=channel_count(state["channels"]))
+
 
 def load_classifier(
     path: str | Path, *, level: str | None = None, device: str | torch.device = "cpu", param: str = "classifier"
@@ -114,7 +157,7 @@ def load_classifier(
             f"{param} {path}: an unfinished run (no tuned thresholds); finish it with 'hpaseg classify --resume'",
             param=param,
         )
-    model = build_classifier(state["backbone"], in_chans=channel_count(state["channels"]))
+    model = _build_model(state)
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as exc:
@@ -137,41 +180,13 @@ def load_classifier(
     )
 
 
-def fuse_probabilities(p_cell: np.ndarray, p_image: np.ndarray, weight: float) -> np.ndarray:
-    """Fuse cell and image probabilities: ``weight * p_cell + (1 - weight) * p_image``.
-
-    Parameters
-    ----------
-    p_cell : ndarray, shape (N, 19), float
-        One row per cell.
-    p_image : ndarray, shape (19,), float
-        The image's probabilities, shared by its cells.
-    weight : float
-        In [0, 1]; 1 keeps the cell probabilities.
-
-    Returns
-    -------
-    ndarray, shape (N, 19), float64
-
-    Examples
-    --------
-    >>> fuse_probabilities(np.array([[1.0, 0.0], [0.5, 0.5]]), np.array([0.5, 1.0]), 0.5).tolist()
-    [[0.75, 0.5], [0.5, 0.75]]
-    """
-    if not 0.0 <= weight <= 1.0:
-        raise InputError(f"fusion_weight {weight}: expected a number in [0, 1]", param="fusion_weight")
-    return (
-        weight * np.asarray(p_cell, dtype=np.float64) + (1.0 - weight) * np.asarray(p_image, dtype=np.float64)[None, :]
-    )
-
-
 def classifier_cell_scores(
     image: np.ndarray,
     label_image: np.ndarray,
     cell_classifier: LoadedClassifier,
     image_classifier: LoadedClassifier | None = None,
     *,
-    fusion_weight: float = 0.5,
+    score_rule: ScoreRule = ScoreRule(),
     rule: LabelRule = LabelRule(),
 ) -> CellScores:
     """Per-cell (class, confidence) pairs of one image by the cell-classifier route (module docstring).
@@ -183,37 +198,35 @@ def classifier_cell_scores(
     label_image : ndarray, shape (H, W), int
         Its cells (0 = background).
     cell_classifier, image_classifier : LoadedClassifier
-        A cell-level run, and optionally an image-level run to fuse with.
-    fusion_weight : float
-        ``w`` of :func:`fuse_probabilities`.
+        A cell-level run, and optionally an image-level run giving ``p_image``.
+    score_rule : ScoreRule
+        Fusion of cell and image probabilities, and Negative.
     rule : LabelRule
 
     Returns
     -------
     dict of int to list of (int, float)
-        Cell label -> :func:`hpaseg.labels.cell_labels` of its (fused) probabilities.
+        Cell label -> :func:`hpaseg.labels.cell_labels` of its scores.
     """
-    crops, ids = crop_cells(image, label_image, cell_classifier.input_size)
+    p, ids = cell_classifier.cell_probabilities(image, label_image)
     if not len(ids):
         return {}
-    p = cell_classifier.probabilities(crops)
-    if image_classifier is not None:
-        p_image = image_classifier.probabilities(square_image(image, image_classifier.input_size)[None])[0]
-        p = fuse_probabilities(p, p_image, fusion_weight)
-    return {int(cell): cell_labels({k: float(p[i, k]) for k in range(NUM_CLASSES)}, rule) for i, cell in enumerate(ids)}
+    p_image = None if image_classifier is None else image_classifier.image_probabilities(image)
+    s = fuse_scores(p, p_image, score_rule)
+    return {int(cell): cell_labels({k: float(s[i, k]) for k in range(NUM_CLASSES)}, rule) for i, cell in enumerate(ids)}
 
 
 class CellClassifierPredictor:
-    """The cell-classifier route: given cells, each classified (and optionally fused with an
-    image-level classifier), with the interface of the Mask R-CNN predictors.
+    """The cell-classifier route: given cells, each classified (its probabilities fused with
+    its image's), with the interface of the Mask R-CNN predictors.
 
     Parameters
     ----------
     cell_classifier : LoadedClassifier
         A cell-level run.
     image_classifier : LoadedClassifier, optional
-        An image-level run to fuse with.
-    fusion_weight : float
+        An image-level run giving the image's probabilities (default: its cells' mean).
+    score_rule : ScoreRule
     rule : LabelRule
     """
 
@@ -225,7 +238,7 @@ class CellClassifierPredictor:
         cell_classifier: LoadedClassifier,
         image_classifier: LoadedClassifier | None = None,
         *,
-        fusion_weight: float = 0.5,
+        score_rule: ScoreRule = ScoreRule(),
         rule: LabelRule = LabelRule(),
     ) -> None:
         if cell_classifier.level != "cell":
@@ -238,10 +251,9 @@ class CellClassifierPredictor:
                 f"image_classifier {image_classifier.path}: trained at the {image_classifier.level} level, not the image level",
                 param="image_classifier",
             )
-        fuse_probabilities(np.zeros((0, NUM_CLASSES)), np.zeros(NUM_CLASSES), fusion_weight)  # checks the weight
         self.cell_classifier = cell_classifier
         self.image_classifier = image_classifier
-        self.fusion_weight = fusion_weight
+        self.score_rule = score_rule
         self.rule = rule
 
     @classmethod
@@ -251,7 +263,7 @@ class CellClassifierPredictor:
         image_classifier: str | Path | None = None,
         *,
         device: str | torch.device = "cpu",
-        fusion_weight: float = 0.5,
+        score_rule: ScoreRule = ScoreRule(),
         rule: LabelRule = LabelRule(),
     ) -> CellClassifierPredictor:
         """Load the runs of ``hpaseg classify`` (run folders or their ``model_final.pth``)."""
@@ -261,7 +273,7 @@ class CellClassifierPredictor:
             if image_classifier is None
             else load_classifier(image_classifier, level="image", device=device, param="image_classifier")
         )
-        return cls(cell, image, fusion_weight=fusion_weight, rule=rule)
+        return cls(cell, image, score_rule=score_rule, rule=rule)
 
     def __call__(
         self, images: Sequence[np.ndarray], cells: Sequence[np.ndarray | None] | None = None
@@ -277,7 +289,7 @@ class CellClassifierPredictor:
                     label_image,
                     self.cell_classifier,
                     self.image_classifier,
-                    fusion_weight=self.fusion_weight,
+                    score_rule=self.score_rule,
                     rule=self.rule,
                 ),
             )

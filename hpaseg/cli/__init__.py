@@ -18,6 +18,10 @@ STAGES: dict[str, tuple[str, str]] = {
     "synth": ("hpaseg.cli.synth", "generate a synthetic HPA-like dataset in the Kaggle layout"),
     "segment": ("hpaseg.cli.segment", "segment cells and nuclei -> {ID}_cellmask.png / {ID}_nucleimask.png"),
     "propagate": ("hpaseg.cli.propagate", "give every cell its image's labels -> COCO train.json/val.json, cells.csv"),
+    "relabel": (
+        "hpaseg.cli.relabel",
+        "write a dataset with cleaned per-cell labels (a cell classifier's refined_labels.csv) for Mask R-CNN",
+    ),
     "train": (
         "hpaseg.cli.train",
         "train Mask R-CNN (torchvision or detectron2; CPU, GPU, multi-GPU, SLURM) -> RUN/model_final.pth",
@@ -25,7 +29,7 @@ STAGES: dict[str, tuple[str, str]] = {
     "predict": ("hpaseg.cli.predict", "per-cell masks and labels for test images -> Kaggle submission CSV"),
     "classify": (
         "hpaseg.cli.classify",
-        "train a multi-label image- or cell-level classifier (timm backbones) -> RUN/model_final.pth, eval.json",
+        "train a multi-label image- or cell-level classifier (descriptors or timm backbones; weak supervision) -> RUN/",
     ),
     "ablation": (
         "hpaseg.cli.ablation",

@@ -12,8 +12,11 @@ from pathlib import Path
 
 from ..classification import (
     BACKBONES,
+    CELL_PRESETS,
     DEFAULT_CHANNELS,
+    DESCRIPTORS,
     ClassifyConfig,
+    cell_preset,
     train_classifier,
 )
 from ..classification.config import EVAL_FILE, FINAL
@@ -41,12 +44,16 @@ def add_budget_options(parser: argparse.ArgumentParser, title: str) -> None:
     g.add_argument(
         "--image-size", type=int, default=d.image_size, help=f"image level: input side in px (default {d.image_size})"
     )
+    g.add_argument("--crop-size", type=int, default=None, help=f"cell level: crop side in px (default {d.crop_size})")
+    cpu = CELL_PRESETS["cpu"]
+    g.add_argument("--epochs", type=int, default=None, help=f"epochs (default {d.epochs}; descriptors {cpu['epochs']})")
     g.add_argument(
-        "--crop-size", type=int, default=d.crop_size, help=f"cell level: crop side in px (default {d.crop_size})"
+        "--batch-size",
+        type=int,
+        default=None,
+        help=f"samples per step (default {d.batch_size}; descriptors: {cpu['batch_size']} images)",
     )
-    g.add_argument("--epochs", type=int, default=d.epochs, help=f"epochs (default {d.epochs})")
-    g.add_argument("--batch-size", type=int, default=d.batch_size, help=f"samples per step (default {d.batch_size})")
-    g.add_argument("--lr", type=float, default=d.lr, help=f"Adam learning rate (default {d.lr})")
+    g.add_argument("--lr", type=float, default=None, help=f"learning rate (default {d.lr}; descriptors {cpu['lr']})")
     g.add_argument("--seed", type=int, default=d.seed, help=f"seed (default {d.seed})")
     g = parser.add_argument_group("hardware")
     g.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
@@ -61,12 +68,32 @@ def add_budget_options(parser: argparse.ArgumentParser, title: str) -> None:
     add_quiet(parser)
 
 
+def _preset(level: str, backbone: str | None, device: str) -> dict:
+    """Defaults of a run: at the cell level without a backbone, the preset for ``device``
+    (:data:`~hpaseg.classification.CELL_PRESETS`); the descriptors backbone, the CPU preset;
+    otherwise the companion study's defaults (:class:`~hpaseg.classification.ClassifyConfig`)."""
+    if level == "cell" and backbone is None:
+        return cell_preset(device)
+    if backbone == DESCRIPTORS:
+        return dict(CELL_PRESETS["cpu"])
+    return {"backbone": backbone or ClassifyConfig.backbone}
+
+
 def config_from_args(args: argparse.Namespace, **overrides) -> ClassifyConfig:
-    """A :class:`~hpaseg.classification.ClassifyConfig` from parsed options of ``hpaseg classify``/``hpaseg ablation``."""
+    """A :class:`~hpaseg.classification.ClassifyConfig` from parsed options of ``hpaseg classify``/``hpaseg ablation``.
+
+    Priority: ``overrides``, then the options given, then :func:`_preset`, then the config's defaults."""
     level = overrides.get("level", args.level)
+    device = args.device or default_device()
+    preset = _preset(level, overrides.get("backbone", getattr(args, "backbone", None)), device)
+
+    def pick(name: str):
+        given = overrides.get(name, getattr(args, name, None))
+        return given if given is not None else preset.get(name, getattr(ClassifyConfig, name))
+
     cfg = ClassifyConfig(
         level=level,
-        backbone=overrides.get("backbone", getattr(args, "backbone", None)),
+        backbone=pick("backbone"),
         loss=overrides.get("loss", getattr(args, "loss", None)),
         augment=overrides.get("augment", getattr(args, "augment", None)),
         channels=args.channels or DEFAULT_CHANNELS.get(level, "rgby"),
@@ -75,12 +102,17 @@ def config_from_args(args: argparse.Namespace, **overrides) -> ClassifyConfig:
         masks=None if args.masks is None else str(args.masks),
         out=str(overrides.get("out", args.out)),
         image_size=args.image_size,
-        crop_size=args.crop_size,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        pretrained=args.pretrained,
-        device=args.device or default_device(),
+        crop_size=pick("crop_size"),
+        epochs=pick("epochs"),
+        batch_size=pick("batch_size"),
+        lr=pick("lr"),
+        weight_decay=pick("weight_decay"),
+        supervision=pick("supervision"),
+        refine_rounds=pick("refine_rounds"),
+        keep_fraction=pick("keep_fraction"),
+        pooling=pick("pooling"),
+        pretrained=pick("pretrained"),
+        device=device,
         workers=default_workers() if args.workers is None else args.workers,
         seed=args.seed,
     )
@@ -95,8 +127,14 @@ def build_parser() -> ArgumentParser:
         description="Train a multi-label classifier of whole images or single cells (the companion study's pipeline).",
     )
     g = parser.add_argument_group("model")
-    g.add_argument("--level", required=True, help="image (whole images) or cell (one crop per cell)")
-    g.add_argument("--backbone", required=True, help=f"one of {', '.join(BACKBONES)}")
+    g.add_argument("--level", required=True, help="image (whole images) or cell (each cell)")
+    g.add_argument(
+        "--backbone",
+        default=None,
+        help=f"{DESCRIPTORS} (cell level: per-cell descriptors + a small network; the CPU default) or one of "
+        f"{', '.join(BACKBONES)} (default: image level {ClassifyConfig.backbone}; cell level by device: "
+        f"cpu {CELL_PRESETS['cpu']['backbone']}, cuda {CELL_PRESETS['gpu']['backbone']})",
+    )
     g.add_argument("--loss", default=d.loss, help=f"bce or focal (default {d.loss})")
     g.add_argument("--augment", default=d.augment, help=f"standard or cutmix (default {d.augment})")
     g.add_argument(
@@ -109,6 +147,24 @@ def build_parser() -> ArgumentParser:
         default=None,
         help="'imagenet' (timm download) or a timm RGB checkpoint file; stems adapted to RGBY (default: random init)",
     )
+    g = parser.add_argument_group("weak supervision (cell level)")
+    g.add_argument(
+        "--supervision",
+        default=None,
+        help="propagated (every cell trained on its image's labels), mil (multiple-instance loss; descriptors) or "
+        "refined (propagated, then rounds of pseudo-label refinement) (default: refined at the cell level "
+        "without --backbone or with descriptors; else propagated)",
+    )
+    g.add_argument(
+        "--refine-rounds", type=int, default=None, help=f"refinement rounds after the first (default {d.refine_rounds})"
+    )
+    g.add_argument(
+        "--keep-fraction",
+        type=float,
+        default=None,
+        help=f"a cell keeps an image label at >= this fraction of the image's best cell (default {d.keep_fraction})",
+    )
+    g.add_argument("--pooling", default=None, help=f"mil: lse, max or mean (default {d.pooling})")
     add_data_options(parser, out_help="run folder (config.yaml, checkpoints, metrics, eval.json)")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     add_budget_options(parser, "schedule")
@@ -127,6 +183,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"validation ({result['n_val']} {cfg.level}{'' if result['n_val'] == 1 else 's'}, {len(result['classes_scored'])} classes with positives): macro-F1@0.5 {fmt(result['macro_f1'])}, macro-F1 tuned {fmt(result['macro_f1_tuned'])}, macro AP {fmt(result['macro_ap'])}"
     )
+    if result.get("image_macro_ap") is not None:
+        print(
+            f"validation images ({result['n_val_images']}): macro AP of their cells' mean probabilities {fmt(result['image_macro_ap'])}; {result['rounds']} round(s), {result['train_seconds']:.0f} s of training"
+        )
     print(f"wrote {Path(cfg.out) / (FINAL + '.pth')} and {Path(cfg.out) / EVAL_FILE}")
     return 0
 

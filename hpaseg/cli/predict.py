@@ -6,17 +6,26 @@ Routes, each a predictor run by the one predict loop (:func:`hpaseg.pipeline.pre
 * Mask R-CNN (``--weights RUN/model_final.pth``): torchvision
   (:class:`hpaseg.detection.MaskRCNNPredictor`) or detectron2
   (:class:`hpaseg.detection.detectron2.Detectron2Predictor`, ``--engine detectron2``);
-  the model finds the cells. Post-processing: :mod:`hpaseg.detection.postprocess`.
+  the model finds the cells (class-agnostic) and gives each its 19 label probabilities.
+  Post-processing and scores: :mod:`hpaseg.detection.postprocess` (``--min-detection-score``,
+  ``--nms-iou``, ``--weight-by-detection``).
 * Cell classifier (``--classifier RUN --masks MASKS``): the cells of the segmentation
-  masks, each classified, optionally fused with an image-level classifier
-  (:class:`hpaseg.classification.CellClassifierPredictor`).
+  masks, each classified (:class:`hpaseg.classification.CellClassifierPredictor`); the
+  image's probabilities come from an image-level run (``--image-classifier``) or the
+  mean of its cells.
+* Hybrid (``--weights W --classifier RUN``): Mask R-CNN finds the cells, the cell
+  classifier labels them (:class:`hpaseg.pipeline.predict.RescoredPredictor`).
 
-Labels: :func:`hpaseg.labels.cell_labels` (``--min-score``, ``--negative-threshold``).
+Scores: :class:`hpaseg.weak.ScoreRule` (``--fusion``, ``--fusion-weight``, ``--negative``);
+labels: :func:`hpaseg.labels.cell_labels` (``--min-score``, ``--negative-threshold``;
+every class of every cell by default).
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
+from argparse import BooleanOptionalAction
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,13 +37,20 @@ from ..detection import (
 )
 from ..errors import InputError
 from ..io import check_output_path
-from ..pipeline.predict import Predictor, check_images, open_maskrcnn, predict_folder, write_predictions
+from ..labels import LabelRule
+from ..pipeline.predict import (
+    Predictor,
+    RescoredPredictor,
+    check_images,
+    open_maskrcnn,
+    predict_folder,
+    write_predictions,
+)
 from ..runtime.hardware import default_device
+from ..weak import FUSIONS, NEGATIVE_RULES, ScoreRule
 from .base import ArgumentParser, add_quiet, cli_entry, configure_output
 
 __all__ = ["build_parser", "main"]
-
-_DEFAULT_FUSION_WEIGHT = 0.5
 
 
 def build_parser() -> ArgumentParser:
@@ -42,6 +58,16 @@ def build_parser() -> ArgumentParser:
     parser = ArgumentParser(
         prog="hpaseg predict", description="Predict per-cell masks and labels for images and write a Kaggle submission."
     )
+    _add_model_options(parser)
+    _add_classifier_options(parser)
+    _add_data_and_inference_options(parser)
+    _add_postprocess_options(parser)
+    add_quiet(parser)
+    return parser
+
+
+def _add_model_options(parser: ArgumentParser) -> None:
+    """Mask R-CNN weights and engine."""
     g = parser.add_argument_group("model")
     g.add_argument("--engine", default="torchvision", help="torchvision (default) or detectron2")
     g.add_argument(
@@ -53,20 +79,40 @@ def build_parser() -> ArgumentParser:
         "--weights", default=None, help="Mask R-CNN route: checkpoint from hpaseg train (RUN/model_final.pth)"
     )
     g.add_argument("--config", help="detectron2 engine: the run's config.yaml (default: next to the weights)")
-    g = parser.add_argument_group("cell-classifier route (instead of --weights)")
+
+
+def _add_classifier_options(parser: ArgumentParser) -> None:
+    """The cell-classifier and hybrid routes, and the score rule."""
+    g = parser.add_argument_group("cell-classifier route (--classifier with --masks; with --weights: hybrid)")
     g.add_argument("--classifier", help="cell-level run of hpaseg classify (RUN or RUN/model_final.pth)")
     g.add_argument(
-        "--masks", help="folder of {ID}_cellmask.png of the test images (hpaseg segment); needed with --classifier"
+        "--masks", help="folder of {ID}_cellmask.png of the test images (hpaseg segment); the cells to classify"
     )
     g.add_argument(
-        "--image-classifier", help="image-level run of hpaseg classify whose probabilities are fused with the cells'"
+        "--image-classifier",
+        help="image-level run of hpaseg classify giving each image's probabilities (default: its cells' mean)",
+    )
+    d = ScoreRule()
+    g.add_argument(
+        "--fusion",
+        default=d.fusion,
+        help=f"{', '.join(FUSIONS)}: how cell and image probabilities combine (default {d.fusion})",
     )
     g.add_argument(
         "--fusion-weight",
         type=float,
-        default=None,
-        help=f"w in w * p_cell + (1 - w) * p_image (default {_DEFAULT_FUSION_WEIGHT}; needs --image-classifier)",
+        default=d.weight,
+        help=f"--fusion mean: w in w * p_cell + (1 - w) * p_image (default {d.weight})",
     )
+    g.add_argument(
+        "--negative",
+        default=d.negative,
+        help=f"{', '.join(NEGATIVE_RULES)}: Negative from the model, from the other classes, or the larger (default {d.negative})",
+    )
+
+
+def _add_data_and_inference_options(parser: ArgumentParser) -> None:
+    """Images, outputs, device and the label rule."""
     g = parser.add_argument_group("data and output")
     g.add_argument("--data", required=True, help="folder of {ID}_{red,green,blue,yellow}.png test images")
     g.add_argument("--ids", nargs="+", help="only these image IDs (default: all in --data)")
@@ -79,50 +125,66 @@ def build_parser() -> ArgumentParser:
     g.add_argument(
         "--min-score",
         type=float,
-        default=PostprocessConfig.min_score,
-        help="lowest class score reported (default %(default)s)",
+        default=LabelRule.min_score,
+        help="lowest class score reported (default %(default)s: every class of every cell is ranked)",
     )
     g.add_argument(
         "--negative-threshold",
         type=float,
-        default=PostprocessConfig.negative_threshold,
-        help="a cell with no class at or above this is also Negative (default %(default)s)",
+        default=LabelRule.negative_threshold,
+        help="a cell with no class at or above this is also Negative (default %(default)s: off; --negative estimates Negative)",
+    )
+
+
+def _add_postprocess_options(parser: ArgumentParser) -> None:
+    """Mask R-CNN post-processing."""
+    g = parser.add_argument_group("Mask R-CNN post-processing")
+    g.add_argument(
+        "--min-detection-score",
+        type=float,
+        default=PostprocessConfig.min_detection_score,
+        help="drop detected cells scoring below this (default %(default)s)",
     )
     g.add_argument(
+        "--nms-iou",
         "--group-iou",
+        dest="nms_iou",
         type=float,
-        default=PostprocessConfig.group_iou,
-        help="detections overlapping this much are one cell (default %(default)s)",
+        default=PostprocessConfig.nms_iou,
+        help="a detection whose mask overlaps a better one this much is a duplicate (default %(default)s)",
     )
-    add_quiet(parser)
-    return parser
+    g.add_argument(
+        "--weight-by-detection",
+        action=BooleanOptionalAction,
+        default=PostprocessConfig.weight_by_detection,
+        help="multiply each cell's class scores by its detection score (default %(default)s)",
+    )
 
 
 def _check_classifier_args(args) -> None:
-    """Options of the cell-classifier route, checked before anything is read."""
+    """Options of the cell-classifier and hybrid routes, checked before anything is read."""
     if args.weights is not None:
-        raise InputError(
-            "--weights (Mask R-CNN route) and --classifier (cell-classifier route) exclude each other; give one"
-        )
-    if args.engine != "torchvision":
-        raise InputError(f"--engine {args.engine}: the cell-classifier route has no engine option; drop --engine")
-    if args.masks is None:
-        raise InputError(
-            "--classifier needs --masks: the folder of {ID}_cellmask.png of the test images (hpaseg segment)"
-        )
-    if not Path(args.masks).is_dir():
-        raise InputError(f"--masks {args.masks}: no such folder")
-    if args.backbone is not None:
-        check_backbone(args.backbone)
-    if args.fusion_weight is not None:
-        if args.image_classifier is None:
-            raise InputError("--fusion-weight needs --image-classifier (the image-level run to fuse with)")
-        if not 0.0 <= args.fusion_weight <= 1.0:
-            raise InputError(f"--fusion-weight {args.fusion_weight}: expected a number in [0, 1]")
+        if args.masks is not None:
+            raise InputError(
+                "--masks and --weights exclude each other: with --weights (hybrid route) Mask R-CNN finds the cells; drop one"
+            )
+    else:
+        if args.engine != "torchvision":
+            raise InputError(f"--engine {args.engine}: the cell-classifier route has no engine option; drop --engine")
+        if args.masks is None:
+            raise InputError(
+                "--classifier needs --masks (the folder of {ID}_cellmask.png of the test images, hpaseg segment) or --weights (Mask R-CNN finds the cells)"
+            )
+        if not Path(args.masks).is_dir():
+            raise InputError(f"--masks {args.masks}: no such folder")
+        if args.backbone is not None:
+            check_backbone(args.backbone)
+    if args.fusion_weight != ScoreRule.weight and args.fusion != "mean":
+        raise InputError(f"--fusion-weight belongs to --fusion mean, not --fusion {args.fusion}; add --fusion mean")
 
 
 def _check_maskrcnn_args(args) -> None:
-    for option in ("masks", "image_classifier", "fusion_weight"):
+    for option in ("masks", "image_classifier"):
         if getattr(args, option) is not None:
             raise InputError(
                 f"--{option.replace('_', '-')} belongs to the cell-classifier route; add --classifier RUN (or drop it for the Mask R-CNN route)"
@@ -138,19 +200,22 @@ def _check_maskrcnn_args(args) -> None:
         raise InputError(f"--backbone {args.backbone!r}: unknown backbone; expected one of {', '.join(BACKBONES)}")
 
 
-def _predictor(args, config: PostprocessConfig) -> Predictor:
-    """The route's predictor, its weights loaded and matched against ``--backbone``."""
-    if args.classifier is not None:
-        weight = _DEFAULT_FUSION_WEIGHT if args.fusion_weight is None else args.fusion_weight
-        predictor = CellClassifierPredictor.from_runs(
-            args.classifier, args.image_classifier, device=args.device, fusion_weight=weight, rule=config.rule
+def _cell_classifier(args, score_rule: ScoreRule, rule: LabelRule) -> CellClassifierPredictor:
+    predictor = CellClassifierPredictor.from_runs(
+        args.classifier, args.image_classifier, device=args.device, score_rule=score_rule, rule=rule
+    )
+    trained = predictor.cell_classifier.backbone
+    if args.weights is None and args.backbone is not None and trained != args.backbone:
+        raise InputError(
+            f"--classifier {predictor.cell_classifier.path}: trained with backbone {trained!r}, not --backbone {args.backbone!r}; pass --backbone {trained}"
         )
-        trained = predictor.cell_classifier.backbone
-        if args.backbone is not None and trained != args.backbone:
-            raise InputError(
-                f"--classifier {predictor.cell_classifier.path}: trained with backbone {trained!r}, not --backbone {args.backbone!r}; pass --backbone {trained}"
-            )
-        return predictor
+    return predictor
+
+
+def _predictor(args, config: PostprocessConfig, score_rule: ScoreRule, rule: LabelRule) -> Predictor:
+    """The route's predictor, its weights loaded and matched against ``--backbone``."""
+    if args.classifier is not None and args.weights is None:
+        return _cell_classifier(args, score_rule, rule)
     predictor = open_maskrcnn(
         args.weights, engine=args.engine, device=args.device, config_file=args.config, postprocess=config
     )
@@ -158,6 +223,8 @@ def _predictor(args, config: PostprocessConfig) -> Predictor:
         raise InputError(
             f"--weights {args.weights}: trained with backbone {predictor.backbone!r}, not --backbone {args.backbone!r}; pass --backbone {predictor.backbone}"
         )
+    if args.classifier is not None:
+        return RescoredPredictor(predictor, _cell_classifier(args, score_rule, rule))
     return predictor
 
 
@@ -170,16 +237,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         _check_maskrcnn_args(args)
     else:
         _check_classifier_args(args)
+        if args.weights is not None:
+            _check_maskrcnn_args(argparse.Namespace(**{**vars(args), "masks": None, "image_classifier": None}))
+    score_rule = ScoreRule(fusion=args.fusion, weight=args.fusion_weight, negative=args.negative)
+    rule = LabelRule(min_score=args.min_score, negative_threshold=args.negative_threshold)
     if args.batch_size < 1:
         raise InputError(f"--batch-size {args.batch_size}: expected a positive integer")
     check_output_path(args.out, option="--out", folder=False)
     if args.save_masks:
         check_output_path(args.save_masks, option="--save-masks", folder=True)
     config = PostprocessConfig(
-        group_iou=args.group_iou, min_score=args.min_score, negative_threshold=args.negative_threshold
+        nms_iou=args.nms_iou,
+        min_detection_score=args.min_detection_score,
+        score_rule=score_rule,
+        weight_by_detection=args.weight_by_detection,
+        min_score=args.min_score,
+        negative_threshold=args.negative_threshold,
     )
-    ids = check_images(args.data, args.ids, args.masks if args.classifier is not None else None)  # before a model loads
-    predictor = _predictor(args, config)
+    ids = check_images(args.data, args.ids, args.masks)  # before a model loads
+    predictor = _predictor(args, config, score_rule, rule)
     predictions = predict_folder(
         predictor,
         args.data,

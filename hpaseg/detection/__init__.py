@@ -4,9 +4,11 @@ predictors, on torchvision (:mod:`~hpaseg.detection.models`, :mod:`~hpaseg.detec
 """
 
 from .data import CellDataset, collate, target_from_cells
+from .heads import MultiLabelRoIHeads, multilabel_loss
 from .models import (
     BACKBONES,
     DEFAULT_BACKBONE,
+    MODEL_KIND,
     anchor_sizes,
     build_maskrcnn,
     classification_net,
@@ -14,13 +16,19 @@ from .models import (
 from .postprocess import (
     CellPrediction,
     PostprocessConfig,
+    cell_scores,
     compose_label_image,
-    group_detections,
+    mask_iou_matrix,
+    select_cells,
 )
 from .predictor import (
+    CellProbabilities,
     CellScores,
+    DetectedCells,
     MaskRCNNPredictor,
     build_model_from_checkpoint,
+    cells_from_output,
+    detect_tensors,
     load_checkpoint,
     predict_tensors,
 )
@@ -36,18 +44,27 @@ __all__ = [
     "CellDataset",
     "collate",
     "target_from_cells",
+    "MultiLabelRoIHeads",
+    "multilabel_loss",
     "BACKBONES",
     "DEFAULT_BACKBONE",
+    "MODEL_KIND",
     "anchor_sizes",
     "build_maskrcnn",
     "classification_net",
     "CellPrediction",
     "PostprocessConfig",
+    "cell_scores",
     "compose_label_image",
-    "group_detections",
+    "mask_iou_matrix",
+    "select_cells",
+    "CellProbabilities",
     "CellScores",
+    "DetectedCells",
     "MaskRCNNPredictor",
     "build_model_from_checkpoint",
+    "cells_from_output",
+    "detect_tensors",
     "load_checkpoint",
     "predict_tensors",
     "REFERENCE_BATCH",

@@ -1,5 +1,5 @@
 """Mask R-CNN training data: the cached images of :mod:`hpaseg.labels.cache` with their
-targets, one instance per (cell, label), and random flips and quarter turns."""
+targets, one instance per cell with its multi-hot labels, and random flips and quarter turns."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torchvision.ops import masks_to_boxes
 
+from ..classes import NUM_CLASSES
 from ..errors import InputError
 from ..labels import ImageRecord, cache_paths
 from ..transforms import to_tensor
@@ -17,25 +19,43 @@ __all__ = ["target_from_cells", "CellDataset", "collate"]
 
 
 def target_from_cells(cells: np.ndarray, cell_labels: dict[int, tuple[int, ...]]) -> dict[str, torch.Tensor]:
-    """Mask R-CNN targets: one instance per (cell, label) that survived resizing."""
-    boxes, labels, masks = [], [], []
-    for cell, classes in cell_labels.items():
-        mask = cells == cell
-        if not mask.any():
-            continue
-        ys, xs = np.nonzero(mask)
-        box = [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
-        for k in classes:
-            boxes.append(box)
-            labels.append(k + 1)
-            masks.append(mask)
+    """Mask R-CNN targets: one instance per cell that survived resizing, with its labels as a multi-hot row.
+
+    Parameters
+    ----------
+    cells : ndarray, shape (H, W), int
+        Label image at working size (0 = background).
+    cell_labels : dict of int to tuple of int
+        Cell id -> its class ids (:attr:`hpaseg.labels.ImageRecord.cells`); a cell with
+        no class gets an all-zero row.
+
+    Returns
+    -------
+    dict
+        ``boxes`` (N, 4) float32 xyxy (exclusive ends), ``labels`` (N,) int64, all 1
+        (class-agnostic "cell"), ``masks`` (N, H, W) uint8, ``multilabels`` (N, 19) float32.
+
+    Examples
+    --------
+    >>> cells = np.zeros((4, 4), np.int32); cells[1:3, 1:3] = 7
+    >>> t = target_from_cells(cells, {7: (0, 16), 9: (3,)})  # cell 9 was lost in resizing
+    >>> t["boxes"].tolist(), t["labels"].tolist(), t["multilabels"][0].nonzero().flatten().tolist()
+    ([[1.0, 1.0, 3.0, 3.0]], [1], [0, 16])
+    """
     h, w = cells.shape
+    present = [cell for cell in cell_labels if cell != 0]
+    masks = cells[None] == np.asarray(present, dtype=cells.dtype).reshape(-1, 1, 1)
+    keep = masks.reshape(len(present), -1).any(axis=1)
+    masks = torch.from_numpy(masks[keep].astype(np.uint8)).reshape(-1, h, w)
+    multilabels = torch.zeros((len(masks), NUM_CLASSES), dtype=torch.float32)
+    for row, cell in enumerate(c for c, k in zip(present, keep) if k):
+        multilabels[row, list(cell_labels[cell])] = 1.0
+    boxes = masks_to_boxes(masks) + torch.tensor([0.0, 0.0, 1.0, 1.0]) if len(masks) else torch.zeros((0, 4))
     return {
-        "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-        "labels": torch.tensor(labels, dtype=torch.int64),
-        "masks": torch.from_numpy(np.stack(masks).astype(np.uint8))
-        if masks
-        else torch.zeros((0, h, w), dtype=torch.uint8),
+        "boxes": boxes.float(),
+        "labels": torch.ones(len(masks), dtype=torch.int64),
+        "masks": masks,
+        "multilabels": multilabels,
     }
 
 

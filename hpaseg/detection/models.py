@@ -2,8 +2,10 @@
 
 Every model takes four-channel RGBY images (float in [0, 1], shape (4, H, W)). Anchor
 sizes are set for cells, which span roughly 100-600 px in a 2048-px HPA image, and
-scale with the working image size. Classes: 19 HPA classes + background (label k+1 is
-class k), as in the COCO files written by ``hpaseg propagate``.
+scale with the working image size. One instance per cell: the box and mask heads detect
+"cell" vs background (class-agnostic, label 1), and a multi-label head
+(:class:`~hpaseg.detection.heads.MultiLabelRoIHeads`) gives each cell 19 sigmoid
+probabilities (``label_probs`` of each detection), trained on the COCO files' per-cell labels.
 
 Backbones (``BACKBONES``):
 
@@ -39,11 +41,14 @@ from ..classes import NUM_CLASSES, REFERENCE_SIZE_PX
 from ..errors import InputError
 from ..runtime.checkpoint import read_checkpoint
 from ..runtime.stems import adapt_first_conv
+from .heads import MultiLabelRoIHeads
 
 __all__ = [
     "BACKBONES",
     "DEFAULT_BACKBONE",
     "ANCHOR_SIZES_PX_AT_2048",
+    "DETECTION_CLASSES",
+    "MODEL_KIND",
     "RGBY_MEAN",
     "RGBY_STD",
     "build_maskrcnn",
@@ -59,8 +64,13 @@ ANCHOR_ASPECT_RATIOS: tuple[float, ...] = (0.5, 1.0, 2.0)
 #: yellow gets the mean of red and green, as its kernel does.
 RGBY_MEAN: tuple[float, ...] = (0.485, 0.456, 0.406, 0.4705)
 RGBY_STD: tuple[float, ...] = (0.229, 0.224, 0.225, 0.2265)
-#: Detections kept per image: HPA images hold up to ~60 cells with several labels each.
+#: Detections kept per image: HPA images hold up to ~60 cells (before NMS of duplicates).
 DETECTIONS_PER_IMAGE = 300
+#: Box/mask head classes: background and cell.
+DETECTION_CLASSES = 2
+#: Checkpoint ``kind`` of this model (class-agnostic cells + multi-label head); earlier
+#: checkpoints (softmax heads over 19 classes, one instance per (cell, label)) lack it.
+MODEL_KIND = "maskrcnn-cells-multilabel"
 _FPN_CHANNELS = 256
 
 # torchvision classification constructor and stem key of each backbone.
@@ -240,8 +250,10 @@ def build_maskrcnn(
     pretrained: str | Path | None = None,
     num_classes: int = NUM_CLASSES,
     score_threshold: float = 0.05,
+    roi_batch_size: int = 512,
+    label_loss_weight: float = 1.0,
 ) -> MaskRCNN:
-    """Build a four-channel Mask R-CNN.
+    """Build a four-channel Mask R-CNN: class-agnostic cells and a multi-label head.
 
     Parameters
     ----------
@@ -252,22 +264,30 @@ def build_maskrcnn(
     pretrained : None, "imagenet" or path
         RGB classification weights for the backbone, adapted to RGBY.
     num_classes : int
-        Foreground classes (19); the model has ``num_classes + 1`` outputs.
+        Classes of the multi-label head (19).
     score_threshold : float
-        Minimum class score of a returned detection.
+        Minimum cell (detection) score of a returned detection.
+    roi_batch_size : int
+        Proposals per image the box head trains on (torchvision's default 512; fewer is
+        faster and enough for the ~10-60 cells of an image).
+    label_loss_weight : float
+        Factor of the multi-label head's loss (``loss_labels``).
 
     Returns
     -------
     torchvision.models.detection.MaskRCNN
+        Its ``roi_heads`` is a :class:`~hpaseg.detection.heads.MultiLabelRoIHeads`. Training
+        targets need ``boxes``, ``labels`` (all 1), ``masks`` and ``multilabels`` (cells, 19);
+        in eval mode each output also has ``label_probs`` (detections, 19).
     """
     _check_backbone(backbone)
     features, levels = _feature_extractor(backbone, pretrained)
     featmap_names = ["0"] if levels == 1 else ["0", "1", "2", "3"]
     sizes = anchor_sizes(image_size, levels)
     anchors = AnchorGenerator(sizes=sizes, aspect_ratios=(ANCHOR_ASPECT_RATIOS,) * len(sizes))
-    return MaskRCNN(
+    model = MaskRCNN(
         features,
-        num_classes=num_classes + 1,
+        num_classes=DETECTION_CLASSES,
         min_size=image_size,
         max_size=image_size,
         image_mean=list(RGBY_MEAN),
@@ -277,4 +297,7 @@ def build_maskrcnn(
         mask_roi_pool=MultiScaleRoIAlign(featmap_names=featmap_names, output_size=14, sampling_ratio=2),
         box_score_thresh=score_threshold,
         box_detections_per_img=DETECTIONS_PER_IMAGE,
+        box_batch_size_per_image=roi_batch_size,
     )
+    model.roi_heads = MultiLabelRoIHeads(model.roi_heads, num_classes, label_loss_weight=label_loss_weight)
+    return model

@@ -1,14 +1,31 @@
-"""From Mask R-CNN detections to cells: grouping the per-(cell, class) detections of one
-cell, giving each pixel to one cell, pasting masks back at the original resolution.
+"""From Mask R-CNN detections to cells: mask-aware NMS of the class-agnostic detections,
+each pixel given to one cell, masks pasted back at the original resolution, and the
+cells' reported scores.
 
-Detections are *per (cell, class)*, as the model was trained (one instance per
-(cell, label)). Detections whose masks overlap at IoU >= ``group_iou`` are one cell;
-the cell keeps, per class, the best score, and the mask of its best detection.
-Overlaps are resolved so each pixel belongs to one cell: the cell whose mask
-probability times score is highest there. Cells left smaller than
-``min_cell_fraction`` of their own mask are dropped. Masks are pasted back at the
-image's original resolution (each cell's soft mask upsampled bilinearly within its
-box, then thresholded at 0.5).
+The model detects cells (one instance per cell, class-agnostic) and gives each detection
+19 label probabilities. Detections scoring below ``min_detection_score`` are dropped;
+the rest go through greedy NMS on their binary masks (probability >= 0.5): a detection
+whose mask overlaps a better-scoring kept one at IoU >= ``nms_iou`` is a duplicate
+(:func:`select_cells`; the IoU matrix comes from pycocotools' RLE IoU). Overlaps are
+then resolved so each pixel belongs to one cell: the cell whose mask probability times
+detection score is highest there. Cells left with less than ``min_cell_fraction`` of
+their own mask are dropped. Masks are pasted back at the image's original resolution
+(each cell's soft mask upsampled bilinearly within its box, then thresholded at 0.5)
+(:func:`compose_label_image`).
+
+Reported scores (:func:`cell_scores`): :func:`hpaseg.weak.fuse_scores` of the image's
+cells' probabilities by ``score_rule`` (default: ``0.2 * p_cell + 0.8 * p_image`` with
+``p_image`` the image's cells' mean, Negative the larger of its own and ``prod_k (1 - s_k)``), optionally times
+the cell's detection score (``weight_by_detection``), then the label rule
+(:func:`hpaseg.labels.cell_labels`).
+
+Defaults, measured on a validation split of the synthetic benchmark (two DenseNet121
+runs, 256 px, 300 iterations on the CPU): keeping detections scoring >= 0.5 (rather
+than 0.05) raised cell precision at IoU 0.6 by 0.05-0.06 at the same recall and the mAP
+by 0.01-0.02; multiplying in the detection score raised the mAP by 0.01-0.03 (a
+confident cell is more likely a true cell, which every class's AP rewards); an extra
+Negative for cells without a class scoring >= 0.3 changed it by -0.01 to +0.01, so
+Negative is left to ``score_rule`` (``negative_threshold`` 0).
 """
 
 from __future__ import annotations
@@ -19,34 +36,60 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pycocotools import mask as coco_mask
+from torchvision.ops import masks_to_boxes
 
-from ..labels import LabelRule
+from ..classes import NUM_CLASSES
+from ..errors import InputError
+from ..labels import LabelRule, cell_labels
+from ..weak import ScoreRule, fuse_scores
 
-__all__ = ["PostprocessConfig", "CellPrediction", "group_detections", "compose_label_image"]
+__all__ = [
+    "PostprocessConfig",
+    "CellPrediction",
+    "mask_iou_matrix",
+    "select_cells",
+    "compose_label_image",
+    "cell_scores",
+]
 
 _MASK_THRESHOLD = 0.5
 
 
 @dataclass(frozen=True)
 class PostprocessConfig:
-    """How detections become cells (see the module docstring), and the labels they report.
+    """How detections become cells and the scores they report (see the module docstring).
 
     Attributes
     ----------
-    group_iou : float
-        Detections whose masks overlap at least this much are one cell.
-    min_score : float
-        Detections scoring below this are dropped; also the label rule's floor.
-    negative_threshold : float
-        The label rule's Negative threshold (:class:`~hpaseg.labels.LabelRule`).
+    nms_iou : float
+        A detection whose mask overlaps a better kept one at least this much is dropped.
+    min_detection_score : float
+        Detections whose cell score is below this are dropped.
     min_cell_fraction : float
         A cell keeping less than this fraction of its own mask is dropped.
+    score_rule : ScoreRule
+        Fusion of cell and image probabilities (:func:`hpaseg.weak.fuse_scores`).
+    weight_by_detection : bool
+        Multiply each cell's fused scores by its detection score.
+    min_score, negative_threshold : float
+        The label rule (:class:`~hpaseg.labels.LabelRule`); ``negative_threshold`` 0 leaves
+        Negative to ``score_rule``.
     """
 
-    group_iou: float = 0.5
-    min_score: float = 0.05
-    negative_threshold: float = 0.3
+    nms_iou: float = 0.5
+    min_detection_score: float = 0.5
     min_cell_fraction: float = 0.3
+    score_rule: ScoreRule = field(default_factory=ScoreRule)
+    weight_by_detection: bool = True
+    min_score: float = 0.0
+    negative_threshold: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("nms_iou", "min_detection_score", "min_cell_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise InputError(f"{name} {getattr(self, name)}: expected a number in [0, 1]", param=name)
+        LabelRule(min_score=self.min_score, negative_threshold=self.negative_threshold)  # checks both
 
     @property
     def rule(self) -> LabelRule:
@@ -56,72 +99,82 @@ class PostprocessConfig:
 
 @dataclass
 class CellPrediction:
-    """One predicted cell: soft mask at working size, its box there, per-class scores."""
+    """One predicted cell: soft mask at working size, its box there, detection score and
+    label probabilities."""
 
     prob: torch.Tensor  # (h, w) float in [0, 1]
     box: tuple[int, int, int, int]  # x0, y0, x1, y1 in working px, exclusive ends
-    scores: dict[int, float] = field(default_factory=dict)  # class id -> score
-
-    @property
-    def score(self) -> float:
-        return max(self.scores.values()) if self.scores else 0.0
+    score: float  # detection (cell) score
+    label_probs: np.ndarray  # (19,) float
 
 
-def group_detections(
-    boxes: torch.Tensor,
-    labels: torch.Tensor,
-    scores: torch.Tensor,
-    masks: torch.Tensor,
-    config: PostprocessConfig = PostprocessConfig(),
-) -> list[CellPrediction]:
-    """Group per-(cell, class) detections into cells by mask IoU.
+def mask_iou_matrix(binary: torch.Tensor) -> np.ndarray:
+    """IoU of every pair of binary masks.
 
     Parameters
     ----------
-    boxes : Tensor, shape (N, 4), xyxy in working px
-    labels : Tensor, shape (N,), int
-        Model labels, 1..19 (class id + 1).
-    scores : Tensor, shape (N,)
-    masks : Tensor, shape (N, 1, h, w) or (N, h, w), float probabilities
+    binary : Tensor, shape (N, h, w), bool
 
     Returns
     -------
-    list of CellPrediction, best cell first.
+    ndarray, shape (N, N), float64
+
+    >>> m = torch.zeros(2, 4, 4, dtype=torch.bool); m[0, :2] = True; m[1, :1] = True
+    >>> mask_iou_matrix(m).round(2).tolist()
+    [[1.0, 0.5], [0.5, 1.0]]
+    """
+    if len(binary) == 0:
+        return np.zeros((0, 0))
+    rles = coco_mask.encode(np.asfortranarray(binary.permute(1, 2, 0).numpy().astype(np.uint8)))
+    return np.asarray(coco_mask.iou(rles, rles, [0] * len(rles)), dtype=np.float64).reshape(len(rles), len(rles))
+
+
+def _nms_keep(iou: np.ndarray, threshold: float) -> list[int]:
+    """Greedy NMS on rows already sorted best first: indices kept."""
+    suppressed = np.zeros(len(iou), dtype=bool)
+    keep = []
+    for i in range(len(iou)):
+        if suppressed[i]:
+            continue
+        keep.append(i)
+        suppressed |= iou[i] >= threshold
+    return keep
+
+
+def select_cells(
+    scores: torch.Tensor,
+    masks: torch.Tensor,
+    label_probs: torch.Tensor,
+    config: PostprocessConfig = PostprocessConfig(),
+) -> list[CellPrediction]:
+    """Cells from class-agnostic detections: score floor, then mask-aware NMS.
+
+    Parameters
+    ----------
+    scores : Tensor, shape (N,)
+        Detection (cell) scores.
+    masks : Tensor, shape (N, 1, h, w) or (N, h, w), float probabilities
+    label_probs : Tensor, shape (N, 19)
+
+    Returns
+    -------
+    list of CellPrediction, best cell first; boxes are those of the binary masks.
     """
     if masks.ndim == 4:
         masks = masks[:, 0]
     order = torch.argsort(scores, descending=True)
-    cells: list[CellPrediction] = []
-    cell_bin: list[torch.Tensor] = []
+    order = order[scores[order] >= config.min_detection_score]
+    binary = masks[order] >= _MASK_THRESHOLD
+    nonempty = binary.flatten(1).any(dim=1)
+    order, binary = order[nonempty], binary[nonempty]
+    kept = _nms_keep(mask_iou_matrix(binary), config.nms_iou)
     h, w = masks.shape[-2:]
-    for i in order.tolist():
-        score = float(scores[i])
-        if score < config.min_score:
-            break
-        binary = masks[i] >= _MASK_THRESHOLD
-        area = int(binary.sum())
-        if area == 0:
-            continue
-        cls = int(labels[i]) - 1
-        best, best_iou = -1, 0.0
-        for j, other in enumerate(cell_bin):
-            inter = int((binary & other).sum())
-            if inter:
-                iou = inter / (area + int(other.sum()) - inter)
-                if iou > best_iou:
-                    best, best_iou = j, iou
-        if best >= 0 and best_iou >= config.group_iou:
-            cells[best].scores[cls] = max(cells[best].scores.get(cls, 0.0), score)
-            continue
-        x0, y0, x1, y1 = boxes[i].tolist()
-        box = (
-            max(0, int(np.floor(x0))),
-            max(0, int(np.floor(y0))),
-            min(w, int(np.ceil(x1)) + 1),
-            min(h, int(np.ceil(y1)) + 1),
-        )
-        cells.append(CellPrediction(masks[i], box, {cls: score}))
-        cell_bin.append(binary)
+    boxes = masks_to_boxes(binary[kept]) if kept else torch.zeros((0, 4))
+    cells = []
+    for j, (x0, y0, x1, y1) in zip(kept, boxes.tolist()):
+        i = int(order[j])
+        box = (max(0, int(x0) - 1), max(0, int(y0) - 1), min(w, int(x1) + 2), min(h, int(y1) + 2))
+        cells.append(CellPrediction(masks[i], box, float(scores[i]), label_probs[i].double().numpy()))
     return cells
 
 
@@ -161,7 +214,7 @@ def compose_label_image(
         up = F.interpolate(crop[None, None], size=(Y1 - Y0, X1 - X0), mode="bilinear", align_corners=False)[0, 0]
         inside = up >= _MASK_THRESHOLD
         own_area.append(int(inside.sum()))
-        value = torch.where(inside, up * cell.score, torch.zeros_like(up))
+        value = torch.where(inside, up * max(cell.score, 1e-6), torch.zeros_like(up))
         region = best[Y0:Y1, X0:X1]
         win = value > region
         region[win] = value[win]
@@ -176,3 +229,34 @@ def compose_label_image(
     relabel = np.zeros(len(cells) + 1, np.int32)
     relabel[[k + 1 for k in kept]] = np.arange(1, len(kept) + 1, dtype=np.int32)
     return relabel[owner_np], kept
+
+
+def cell_scores(
+    probabilities: np.ndarray, detection_scores: np.ndarray, config: PostprocessConfig = PostprocessConfig()
+) -> dict[int, list[tuple[int, float]]]:
+    """The reported (class, confidence) pairs of an image's cells 1..N.
+
+    Parameters
+    ----------
+    probabilities : ndarray, shape (N, 19)
+        Label probabilities of cells 1..N.
+    detection_scores : ndarray, shape (N,)
+
+    Returns
+    -------
+    dict of int to list of (int, float)
+        Cell k -> :func:`hpaseg.labels.cell_labels` of its fused scores.
+
+    >>> p = np.zeros((1, 19)); p[0, 3] = 0.8
+    >>> [(k, round(v, 2)) for k, v in cell_scores(p, np.array([0.5]))[1][:2]]
+    [(3, 0.64), (18, 0.36)]
+    """
+    if len(probabilities) == 0:
+        return {}
+    scores = fuse_scores(np.asarray(probabilities).reshape(-1, NUM_CLASSES), None, config.score_rule)
+    if config.weight_by_detection:
+        scores = scores * np.asarray(detection_scores, dtype=np.float64)[:, None]
+    return {
+        k: cell_labels({c: float(row[c]) for c in range(NUM_CLASSES)}, config.rule)
+        for k, row in enumerate(scores, start=1)
+    }

@@ -2,40 +2,96 @@
 
 ``MaskRCNNPredictor.from_checkpoint(path)(images)`` returns, per image, a label image at
 the image's original resolution (cells 1..N) and each cell's (class, confidence) pairs;
-the CLI (``hpaseg predict``), the notebooks and the SLURM scripts share it. Images are
-resized so their longer side is the model's working size, run in one batch, and
-post-processed by :mod:`hpaseg.detection.postprocess`.
+the CLI (``hpaseg predict``), the notebooks and the SLURM scripts share it.
+``predictor.probabilities(images)`` gives each cell's 19 label probabilities instead
+(for a route that rescores the cells), and ``predictor.detect(images)`` both with the
+detection scores (:class:`DetectedCells`). Images are resized so their longer side is
+the model's working size, run in one batch, and post-processed by
+:mod:`hpaseg.detection.postprocess`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..classes import NUM_CLASSES
 from ..errors import InputError
-from ..labels import cell_labels
 from ..runtime.checkpoint import read_checkpoint
 from ..transforms import resize_image, to_tensor
-from .models import build_maskrcnn
-from .postprocess import PostprocessConfig, compose_label_image, group_detections
+from .models import MODEL_KIND, build_maskrcnn
+from .postprocess import PostprocessConfig, cell_scores, compose_label_image, select_cells
 
-__all__ = ["CellScores", "load_checkpoint", "build_model_from_checkpoint", "predict_tensors", "MaskRCNNPredictor"]
+__all__ = [
+    "CellScores",
+    "CellProbabilities",
+    "DetectedCells",
+    "CellDetector",
+    "load_checkpoint",
+    "build_model_from_checkpoint",
+    "cells_from_output",
+    "detect_tensors",
+    "predict_tensors",
+    "MaskRCNNPredictor",
+]
 
 #: Per-cell (class, confidence) pairs of one image: ``{cell: [(class, confidence), ...]}``.
 CellScores = dict[int, list[tuple[int, float]]]
+#: Per-cell label probabilities of one image: ``{cell: (19,) float array}``.
+CellProbabilities = dict[int, np.ndarray]
+
+
+@dataclass
+class DetectedCells:
+    """The cells Mask R-CNN found in one image.
+
+    Attributes
+    ----------
+    label_image : ndarray, shape (H, W), int32
+        Cells 1..N at the requested resolution (0 = background).
+    probabilities : ndarray, shape (N, 19), float64
+        Row ``k - 1``: the label probabilities of cell ``k``.
+    detection_scores : ndarray, shape (N,), float64
+        Row ``k - 1``: the detection (cell) score of cell ``k``.
+    """
+
+    label_image: np.ndarray
+    probabilities: np.ndarray
+    detection_scores: np.ndarray
+
+    def cell_probabilities(self) -> CellProbabilities:
+        """``{cell: probabilities}`` of cells 1..N."""
+        return {k: self.probabilities[k - 1] for k in range(1, len(self.probabilities) + 1)}
+
+    def cell_scores(self, config: PostprocessConfig = PostprocessConfig()) -> CellScores:
+        """Reported (class, confidence) pairs of cells 1..N (:func:`~hpaseg.detection.postprocess.cell_scores`)."""
+        return cell_scores(self.probabilities, self.detection_scores, config)
 
 
 def load_checkpoint(path: str | Path) -> dict:
-    """Read a Mask R-CNN checkpoint written by ``hpaseg train`` (parameter ``weights``)."""
+    """Read a Mask R-CNN checkpoint written by ``hpaseg train`` (parameter ``weights``).
+
+    Raises
+    ------
+    InputError
+        Not an hpaseg checkpoint, or one of the earlier per-(cell, label) softmax models.
+    """
     ckpt = read_checkpoint(
         path, param="weights", hint="give RUN/model_final.pth from 'hpaseg train'", weights_only=False
     )
     if not isinstance(ckpt, dict) or "model" not in ckpt or "backbone" not in ckpt:
         raise InputError(
             f"weights {path}: not an hpaseg checkpoint (expected keys 'model' and 'backbone')", param="weights"
+        )
+    if ckpt.get("kind") != MODEL_KIND:
+        raise InputError(
+            f"weights {path}: a checkpoint of kind {ckpt.get('kind', 'per-(cell, label) softmax Mask R-CNN')!r}, "
+            f"not {MODEL_KIND!r} (class-agnostic cells + multi-label head); retrain it with 'hpaseg train'",
+            param="weights",
         )
     return ckpt
 
@@ -57,13 +113,31 @@ def build_model_from_checkpoint(
     return model
 
 
+def cells_from_output(
+    output: dict[str, torch.Tensor],
+    working_shape: tuple[int, int],
+    out_shape: tuple[int, int],
+    config: PostprocessConfig = PostprocessConfig(),
+) -> DetectedCells:
+    """One image's model output (``scores``, ``masks``, ``label_probs``) as cells at ``out_shape``."""
+    cells = select_cells(
+        output["scores"].detach().cpu().float(),
+        output["masks"].detach().cpu().float(),
+        output["label_probs"].detach().cpu().float(),
+        config,
+    )
+    label_image, kept = compose_label_image(cells, working_shape, out_shape, config)
+    probs = np.array([cells[i].label_probs for i in kept], dtype=np.float64).reshape(-1, NUM_CLASSES)
+    return DetectedCells(label_image, probs, np.array([cells[i].score for i in kept], dtype=np.float64))
+
+
 @torch.no_grad()
-def predict_tensors(
+def detect_tensors(
     model: torch.nn.Module,
     images: Sequence[torch.Tensor],
     out_shapes: Sequence[tuple[int, int]],
     config: PostprocessConfig = PostprocessConfig(),
-) -> list[tuple[np.ndarray, CellScores]]:
+) -> list[DetectedCells]:
     """Run a torchvision Mask R-CNN on working-size images and post-process.
 
     Parameters
@@ -74,25 +148,51 @@ def predict_tensors(
 
     Returns
     -------
-    list of (labels, cell_scores)
-        ``labels`` (H, W) int32 with cells 1..N, ``cell_scores[k]`` the (class, confidence)
-        pairs of cell k.
+    list of DetectedCells
     """
     model.eval()
     outputs = model(list(images))
-    results = []
-    for image, out, shape in zip(images, outputs, out_shapes):
-        cells = group_detections(
-            out["boxes"].cpu(), out["labels"].cpu(), out["scores"].cpu(), out["masks"].cpu().float(), config
-        )
-        label_image, kept = compose_label_image(cells, tuple(image.shape[-2:]), tuple(shape), config)
-        results.append(
-            (label_image, {k: cell_labels(cells[i].scores, config.rule) for k, i in enumerate(kept, start=1)})
-        )
-    return results
+    return [
+        cells_from_output(out, tuple(image.shape[-2:]), tuple(shape), config)
+        for image, out, shape in zip(images, outputs, out_shapes)
+    ]
 
 
-class MaskRCNNPredictor:
+def predict_tensors(
+    model: torch.nn.Module,
+    images: Sequence[torch.Tensor],
+    out_shapes: Sequence[tuple[int, int]],
+    config: PostprocessConfig = PostprocessConfig(),
+) -> list[tuple[np.ndarray, CellScores]]:
+    """:func:`detect_tensors`, each image as ``(labels, cell_scores)``: ``labels`` (H, W)
+    int32 with cells 1..N, ``cell_scores[k]`` the (class, confidence) pairs of cell k."""
+    return [(d.label_image, d.cell_scores(config)) for d in detect_tensors(model, images, out_shapes, config)]
+
+
+class CellDetector:
+    """What both Mask R-CNN predictors share: from :meth:`detect` (per engine) to the
+    interface of :class:`hpaseg.pipeline.predict.Predictor` and the raw probabilities."""
+
+    #: The predictor finds its own cells (no segmentation masks needed).
+    needs_cells = False
+    config: PostprocessConfig
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[DetectedCells]:  # pragma: no cover - per engine
+        """Cells, their label probabilities and detection scores for ``(H, W, 4)`` uint8 RGBY images."""
+        raise NotImplementedError
+
+    def probabilities(self, images: Sequence[np.ndarray]) -> list[tuple[np.ndarray, CellProbabilities]]:
+        """Per image: the label image at original resolution and ``{cell: (19,) probabilities}``."""
+        return [(d.label_image, d.cell_probabilities()) for d in self.detect(images)]
+
+    def __call__(
+        self, images: Sequence[np.ndarray], cells: Sequence[np.ndarray | None] | None = None
+    ) -> list[tuple[np.ndarray, CellScores]]:
+        """Cells and their labels for a batch of ``(H, W, 4)`` uint8 RGBY images (``cells`` is ignored)."""
+        return [(d.label_image, d.cell_scores(self.config)) for d in self.detect(images)]
+
+
+class MaskRCNNPredictor(CellDetector):
     """A trained torchvision Mask R-CNN applied to whole RGBY images.
 
     Parameters
@@ -105,9 +205,6 @@ class MaskRCNNPredictor:
     device : torch.device
     config : PostprocessConfig
     """
-
-    #: The predictor finds its own cells (no segmentation masks needed).
-    needs_cells = False
 
     def __init__(
         self,
@@ -130,7 +227,7 @@ class MaskRCNNPredictor:
     ) -> MaskRCNNPredictor:
         """Load ``RUN/model_final.pth`` of ``hpaseg train`` (torchvision engine)."""
         ckpt = load_checkpoint(path)
-        model = build_model_from_checkpoint(ckpt, score_threshold=config.min_score, path=path).to(device)
+        model = build_model_from_checkpoint(ckpt, score_threshold=config.min_detection_score, path=path).to(device)
         return cls(
             model,
             image_size=int(ckpt["image_size"]),
@@ -139,9 +236,7 @@ class MaskRCNNPredictor:
             config=config,
         )
 
-    def __call__(
-        self, images: Sequence[np.ndarray], cells: Sequence[np.ndarray | None] | None = None
-    ) -> list[tuple[np.ndarray, CellScores]]:
-        """Cells and their labels for a batch of ``(H, W, 4)`` uint8 RGBY images (``cells`` is ignored)."""
+    def detect(self, images: Sequence[np.ndarray]) -> list[DetectedCells]:
+        """Cells, their label probabilities and detection scores for ``(H, W, 4)`` uint8 RGBY images."""
         tensors = [to_tensor(resize_image(image, self.image_size)).to(self.device) for image in images]
-        return predict_tensors(self.model, tensors, [image.shape[:2] for image in images], self.config)
+        return detect_tensors(self.model, tensors, [image.shape[:2] for image in images], self.config)

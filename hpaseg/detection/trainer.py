@@ -40,7 +40,7 @@ from ..runtime.seed import rng_state, seed_everything, set_rng_state
 from ..submission import Prediction, SubmissionRow, encode_label_image, submission_row
 from ..transforms import to_tensor
 from .data import CellDataset, collate
-from .models import BACKBONES, build_maskrcnn
+from .models import BACKBONES, MODEL_KIND, build_maskrcnn
 from .predictor import predict_tensors
 
 __all__ = ["REFERENCE_BATCH", "TrainConfig", "check_train_config", "evaluate_map", "train_torchvision"]
@@ -76,6 +76,8 @@ class TrainConfig:
     checkpoint_period: int = 500
     eval_period: int = 500  # 0 = only at the end
     max_eval_images: int = 50
+    roi_batch_size: int = 512  # proposals per image the box head trains on
+    label_loss_weight: float = 1.0  # factor of the multi-label head's loss
     log_period: int = 20
     pretrained: str | None = None  # None, "imagenet" or a torchvision checkpoint path
     device: str = "cuda"
@@ -89,9 +91,13 @@ def check_train_config(cfg: TrainConfig) -> None:
         raise InputError(
             f"backbone {cfg.backbone!r}: unknown backbone; expected one of {', '.join(BACKBONES)}", param="backbone"
         )
-    for name in ("image_size", "batch_size", "max_iter"):
+    for name in ("image_size", "batch_size", "max_iter", "roi_batch_size"):
         if getattr(cfg, name) < 1:
             raise InputError(f"{name} {getattr(cfg, name)}: expected a positive integer", param=name)
+    if cfg.label_loss_weight < 0:
+        raise InputError(
+            f"label_loss_weight {cfg.label_loss_weight}: expected a number >= 0", param="label_loss_weight"
+        )
     if cfg.schedule not in ("cosine", "step"):
         raise InputError(f"schedule {cfg.schedule!r}: expected 'cosine' or 'step'", param="schedule")
     for name in ("dataset", "data"):
@@ -178,6 +184,7 @@ def _state(model, optimizer, scheduler, scaler, iteration: int, epoch: int, step
         "epoch": epoch,
         "epoch_step": step,
         "engine": "torchvision",
+        "kind": MODEL_KIND,
         "backbone": cfg.backbone,
         "image_size": cfg.image_size,
         "config": dataclasses.asdict(cfg),
@@ -215,6 +222,12 @@ def _resume(
         log.info("resume: no checkpoint in %s; starting from iteration 0", cfg.out)
         return 0, 0, 0, None
     state = checkpointer.load(last)
+    if state.get("kind") != MODEL_KIND:
+        raise InputError(
+            f"resume: {last} is a checkpoint of the earlier per-(cell, label) softmax Mask R-CNN, not {MODEL_KIND!r}; "
+            "retrain in another output folder",
+            param="resume",
+        )
     if state.get("backbone") != cfg.backbone or state.get("image_size") != cfg.image_size:
         raise InputError(
             f"resume: {last} was trained with backbone {state.get('backbone')!r} at {state.get('image_size')} px, "
@@ -246,7 +259,13 @@ class _Training:
 
 
 def _setup(cfg: TrainConfig, info: dist.DistInfo, device: torch.device) -> _Training:
-    model = build_maskrcnn(cfg.backbone, image_size=cfg.image_size, pretrained=cfg.pretrained).to(device)
+    model = build_maskrcnn(
+        cfg.backbone,
+        image_size=cfg.image_size,
+        pretrained=cfg.pretrained,
+        roi_batch_size=cfg.roi_batch_size,
+        label_loss_weight=cfg.label_loss_weight,
+    ).to(device)
     if info.distributed:
         model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None

@@ -34,6 +34,8 @@ __all__ = [
     "write_table",
     "read_labels_csv",
     "write_labels_csv",
+    "read_cell_labels_csv",
+    "write_cell_labels_csv",
 ]
 
 #: Column of :func:`read_table`'s DataFrames holding each row's line number in the file
@@ -197,3 +199,38 @@ def read_labels_csv(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
 def write_labels_csv(path: str | os.PathLike, labels: dict[str, Iterable[int]]) -> None:
     """Write ``{ID: labels}`` as an ``ID,Label`` CSV (atomically)."""
     write_table(path, pd.DataFrame({"ID": list(labels), "Label": [format_labels(v) for v in labels.values()]}))
+
+
+def read_cell_labels_csv(path: str | os.PathLike) -> dict[str, dict[int, tuple[int, ...]]]:
+    """Read a per-cell label CSV (``ID,cell,Label``; other columns ignored), as the
+    ``cell_labels.csv`` of ``hpaseg synth`` or the ``refined_labels.csv`` of a cell
+    classifier run.
+
+    Returns
+    -------
+    dict
+        ``{ID: {cell: (class ids, sorted)}}``.
+
+    Raises
+    ------
+    InputError
+        Missing columns, a bad cell number or label, or a cell listed twice; the
+        message names the file and line.
+    """
+    table = read_table(path, ("ID", "cell", "Label"))
+    out: dict[str, dict[int, tuple[int, ...]]] = {}
+    for image_id, cell, text, line in zip(table["ID"].str.strip(), table["cell"], table["Label"], table[LINE]):
+        where = f"{path}, line {line}"
+        if not INT_RE.fullmatch(cell.strip()) or int(cell) < 1:
+            raise InputError(f"{where}: cell {cell!r}; expected a cell number >= 1")
+        cells = out.setdefault(image_id, {})
+        if int(cell) in cells:
+            raise InputError(f"{where}: cell {int(cell)} of image {image_id!r} listed twice")
+        cells[int(cell)] = parse_labels(text, where=where)
+    return out
+
+
+def write_cell_labels_csv(path: str | os.PathLike, labels: dict[str, dict[int, Iterable[int]]]) -> None:
+    """Write ``{ID: {cell: labels}}`` as an ``ID,cell,Label`` CSV (atomically)."""
+    rows = [(i, c, format_labels(v)) for i, cells in labels.items() for c, v in sorted(cells.items())]
+    write_table(path, pd.DataFrame(rows, columns=["ID", "cell", "Label"]))

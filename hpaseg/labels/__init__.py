@@ -3,7 +3,8 @@ that carry them, and the rule that turns predicted scores into reported labels.
 
 Modules: :mod:`~hpaseg.labels.propagate` (``hpaseg propagate``), :mod:`~hpaseg.labels.coco`
 (COCO files, one annotation per (cell, label)), :mod:`~hpaseg.labels.cache` (the dataset's
-images decoded once at working size), :mod:`~hpaseg.labels.rules` (reported labels).
+images decoded once at working size), :mod:`~hpaseg.labels.rules` (reported labels), :mod:`~hpaseg.labels.relabel` (cleaned
+per-cell labels written back into a dataset).
 """
 
 from .cache import build_cache, cache_folder, cache_paths
@@ -21,6 +22,7 @@ from .propagate import (
     propagate_dataset,
     split_image_ids,
 )
+from .relabel import relabel_coco, relabel_dataset
 from .rules import LabelRule, cell_labels
 
 __all__ = [
@@ -37,6 +39,8 @@ __all__ = [
     "cell_records",
     "propagate_dataset",
     "split_image_ids",
+    "relabel_coco",
+    "relabel_dataset",
     "LabelRule",
     "cell_labels",
 ]

@@ -142,12 +142,7 @@ def propagate_dataset(
 
     labels = io.read_labels_csv(csv_path)
     mask_dir = Path(mask_dir)
-    for image_id in labels:  # fail before any work if a mask is missing
-        cell_path, _ = io.mask_paths(mask_dir, image_id)
-        if not cell_path.is_file():
-            raise InputError(
-                f"{cell_path}: no cell mask for image {image_id!r} of {csv_path}; run 'hpaseg segment' for it first"
-            )
+    _check_masks_exist(labels, mask_dir, csv_path)
     train_ids, val_ids = split_image_ids(labels, val_fraction=val_fraction, seed=seed)
     split_of = {i: "train" for i in train_ids} | {i: "val" for i in val_ids}
     coco = {s: {"images": [], "annotations": [], "categories": coco_categories()} for s in ("train", "val")}
@@ -157,36 +152,17 @@ def propagate_dataset(
     for image_index, image_id in enumerate(
         tqdm(list(labels), desc="propagate", unit="img", disable=not progress), start=1
     ):
-        cell_path, _ = io.mask_paths(mask_dir, image_id)
-        cell_mask = io.read_mask(cell_path)
-        height, width = cell_mask.shape
-        if data_dir is not None:
-            image_size = io.read_image_size(data_dir, image_id)
-            if image_size != (height, width):
-                raise InputError(
-                    f"{cell_path}: mask is {height}x{width} px but image {image_id!r} in {data_dir} is "
-                    f"{image_size[0]}x{image_size[1]}; masks must be at the image's original resolution"
-                )
+        cell_mask = _read_cell_mask(mask_dir, image_id, data_dir)
         n_cells_total += int(len(np.unique(cell_mask)) - (cell_mask.min() == 0))
         records = cell_records(
             image_id, cell_mask, labels[image_id], drop_border=drop_border, min_cell_area_px=min_cell_area_px
         )
         split = split_of[image_id]
-        coco[split]["images"].append(
-            {
-                "id": image_index,
-                "file_name": image_id,
-                "hpa_id": image_id,
-                "height": height,
-                "width": width,
-                "labels": list(labels[image_id]),
-            }
-        )
+        coco[split]["images"].append(_coco_image(image_index, image_id, cell_mask.shape, labels[image_id]))
         anns = coco_annotations(records, cell_mask, image_index, next_ann[split])
         next_ann[split] += len(anns)
         coco[split]["annotations"].extend(anns)
         rows.extend([r.image_id, split, r.cell, *r.bbox, r.area, io.format_labels(r.labels)] for r in records)
-    out_dir = Path(out_dir)
     summary = {
         "options": {
             "csv": str(Path(csv_path).resolve()),
@@ -202,6 +178,50 @@ def propagate_dataset(
         "cells": len(rows),
         "cells_dropped": n_cells_total - len(rows),
     }
+    _write_dataset(Path(out_dir), coco, rows, summary)
+    return summary
+
+
+def _check_masks_exist(labels: dict, mask_dir: Path, csv_path: str | Path) -> None:
+    """Fail before any work if an image of ``labels`` has no cell mask."""
+    for image_id in labels:
+        cell_path, _ = io.mask_paths(mask_dir, image_id)
+        if not cell_path.is_file():
+            raise InputError(
+                f"{cell_path}: no cell mask for image {image_id!r} of {csv_path}; run 'hpaseg segment' for it first"
+            )
+
+
+def _read_cell_mask(mask_dir: Path, image_id: str, data_dir: str | Path | None) -> np.ndarray:
+    """The image's cell mask, its size checked against the image's when ``data_dir`` is given."""
+    cell_path, _ = io.mask_paths(mask_dir, image_id)
+    cell_mask = io.read_mask(cell_path)
+    height, width = cell_mask.shape
+    if data_dir is not None:
+        image_size = io.read_image_size(data_dir, image_id)
+        if image_size != (height, width):
+            raise InputError(
+                f"{cell_path}: mask is {height}x{width} px but image {image_id!r} in {data_dir} is "
+                f"{image_size[0]}x{image_size[1]}; masks must be at the image's original resolution"
+            )
+    return cell_mask
+
+
+def _coco_image(index: int, image_id: str, shape: tuple[int, int], labels) -> dict:
+    """The COCO ``images`` entry of one image (its image-level labels included)."""
+    height, width = shape
+    return {
+        "id": index,
+        "file_name": image_id,
+        "hpa_id": image_id,
+        "height": height,
+        "width": width,
+        "labels": list(labels),
+    }
+
+
+def _write_dataset(out_dir: Path, coco: dict, rows: list, summary: dict) -> None:
+    """``train.json``, ``val.json``, ``cells.csv`` and, last (it marks the folder done), ``propagate.json``."""
     for split in ("train", "val"):
         coco[split]["info"] = {
             "description": "HPA cells with image-level labels propagated (hpaseg propagate)",
@@ -210,4 +230,3 @@ def propagate_dataset(
         io.write_json(out_dir / f"{split}.json", coco[split])
     io.write_table(out_dir / "cells.csv", pd.DataFrame(rows, columns=list(CELLS_TABLE_HEADER)))
     io.write_json(out_dir / "propagate.json", summary, indent=2)
-    return summary

@@ -5,7 +5,8 @@ A predictor (:class:`Predictor`) takes a batch of ``(H, W, 4)`` uint8 RGBY image
 their cell masks, when it labels given cells) and returns, per image, a label image at
 the original resolution and each cell's (class, confidence) pairs:
 :class:`hpaseg.detection.MaskRCNNPredictor`, :class:`hpaseg.detection.detectron2.Detectron2Predictor`,
-:class:`hpaseg.classification.CellClassifierPredictor`.
+:class:`hpaseg.classification.CellClassifierPredictor`, and the hybrid
+:class:`RescoredPredictor` (Mask R-CNN finds the cells, the cell classifier labels them).
 """
 
 from __future__ import annotations
@@ -31,7 +32,16 @@ from ..submission import (
     write_submission,
 )
 
-__all__ = ["Predictor", "CellScores", "ENGINES", "open_maskrcnn", "check_images", "predict_folder", "write_predictions"]
+__all__ = [
+    "Predictor",
+    "CellScores",
+    "ENGINES",
+    "RescoredPredictor",
+    "open_maskrcnn",
+    "check_images",
+    "predict_folder",
+    "write_predictions",
+]
 
 #: Per-cell (class, confidence) pairs of one image.
 CellScores = dict[int, list[tuple[int, float]]]
@@ -48,6 +58,38 @@ class Predictor(Protocol):
     ) -> list[tuple[np.ndarray, CellScores]]:
         """Per image: a label image at the image's size (cells 1..N) and each cell's (class, confidence) pairs."""
         ...
+
+
+class RescoredPredictor:
+    """The hybrid route: ``finder`` (a Mask R-CNN predictor) finds the cells, ``labeller``
+    (a predictor of given cells, e.g. :class:`hpaseg.classification.CellClassifierPredictor`)
+    scores them; the finder's own labels are dropped.
+
+    Parameters
+    ----------
+    finder : Predictor
+        Needs no cells.
+    labeller : Predictor
+        Labels given cells.
+    """
+
+    needs_cells = False
+
+    def __init__(self, finder: Predictor, labeller: Predictor) -> None:
+        if finder.needs_cells or not labeller.needs_cells:
+            raise InputError(
+                "the hybrid route needs a cell finder (Mask R-CNN weights) and a cell labeller (a cell classifier run)",
+                param=("weights", "classifier"),
+            )
+        self.finder = finder
+        self.labeller = labeller
+
+    def __call__(
+        self, images: Sequence[np.ndarray], cells: Sequence[np.ndarray | None] | None = None
+    ) -> list[tuple[np.ndarray, CellScores]]:
+        """Per image: the finder's label image and the labeller's scores of its cells."""
+        found = [label_image for label_image, _ in self.finder(images)]
+        return self.labeller(images, found)
 
 
 #: Mask R-CNN engines.

@@ -74,3 +74,29 @@ def test_bench_train_last_line(tmp_path, capsys):
 def test_bench_unknown(capsys):
     assert bench_main(["nope"]) == 2
     assert bench_main(["train", "--backbones", "vgg"]) == 2
+
+
+def test_bench_learn_scores_every_route_and_score_rule(tmp_path, capsys):
+    from hpaseg.bench import learn as bench_learn
+    from hpaseg.pipeline.routes import PRIOR, RANDOM, WEAK
+
+    out = tmp_path / "learn"
+    argv = ["--out", str(out), "--n-train", "6", "--n-test", "2", "--size", "128", "--maskrcnn-iters", "0"]
+    assert bench_learn.main([*argv, "--supervisions", "propagated", "refined"]) == 0
+    printed = capsys.readouterr().out
+    assert re.search(r"^seconds=\d+$", printed.strip().splitlines()[-1])
+    result = json.loads((out / "learn.json").read_text())
+    routes = {r["route"]: r for r in result["routes"]}
+    assert set(routes) == {
+        PRIOR,
+        RANDOM,
+        WEAK,
+        "cell classifier (descriptors, propagated)",
+        "cell classifier (descriptors, refined)",
+    }
+    for r in routes.values():
+        assert 0 <= r["mAP"] <= 1 and 0 <= r["cell_macro_ap"] <= 1
+    assert routes["cell classifier (descriptors, refined)"]["train_seconds"] > 0
+    rules = [r["rule"] for r in result["score_rules"]]
+    assert len(rules) == 15 and "fusion product, Negative max" in rules and "fusion mean w 0.2, Negative max" in rules
+    assert "| route |" in (out / "learn.md").read_text()

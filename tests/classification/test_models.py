@@ -76,7 +76,8 @@ def test_backbone_names_and_bad_checkpoints(tmp_path):
         "efficientnet_b5",
     }
     with pytest.raises(
-        InputError, match="backbone 'vgg16': unknown backbone; expected one of nfnet_l0, nfnet_f1, resnet50"
+        InputError,
+        match="backbone 'vgg16': unknown backbone; expected descriptors or one of nfnet_l0, nfnet_f1, resnet50",
     ):
         build_classifier("vgg16")
     torch.save(timm.create_model("resnet18").state_dict(), tmp_path / "resnet18.pth")

@@ -108,7 +108,10 @@ def test_ablation_grid_files_skip_and_resume(tiny_dataset, tmp_path, capsys):
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--backbones", "efficientnet_b0", "vgg16"], "--backbone 'vgg16': unknown backbone; expected one of"),
+        (
+            ["--backbones", "efficientnet_b0", "vgg16"],
+            "--backbone 'vgg16': unknown backbone; expected descriptors or one of",
+        ),
         (["--losses", "l1"], "--loss 'l1': expected one of bce, focal"),
         (["--augments", "mixup"], "--augment 'mixup'"),
         (["--level", "cell"], "--level cell needs --masks"),

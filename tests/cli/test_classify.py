@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 
 import numpy as np
@@ -75,16 +74,14 @@ def _cell_argv(tiny, out, *extra):
     ]
 
 
-def test_classify_resume_continues_exactly_and_warns_about_absent_classes(tiny_dataset, tmp_path, capsys, caplog):
+def test_classify_resume_continues_exactly_and_warns_about_absent_classes(tiny_dataset, tmp_path, capsys):
     """2 epochs in one go == 1 epoch, then --resume to 2 (same weights, same iteration count)."""
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    with caplog.at_level(logging.WARNING, logger="hpaseg.classify"):
-        assert classify_cli.main(_image_argv(tiny_dataset, straight, "--augment", "cutmix") + ["--epochs", "2"]) == 0
-    warning = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any(
-        "no positive sample in the training split" in w and "18 Negative" in w and "11 Mitotic spindle" in w
-        for w in warning
-    ), warning
+    capsys.readouterr()
+    assert classify_cli.main(_image_argv(tiny_dataset, straight, "--augment", "cutmix") + ["--epochs", "2"]) == 0
+    warning = capsys.readouterr().err
+    assert "no positive sample in the training split" in warning and "18 Negative" in warning, warning
+    assert "11 Mitotic spindle" in warning, warning
     assert classify_cli.main(_image_argv(tiny_dataset, resumed, "--augment", "cutmix")) == 0
     capsys.readouterr()
     assert (
@@ -121,7 +118,7 @@ def _dataset_copy(tiny, tmp_path, *, empty_val=False):
     [
         (
             ["--backbone", "vgg16"],
-            "--backbone 'vgg16': unknown backbone; expected one of nfnet_l0, nfnet_f1, resnet50, inception_v3, efficientnet_b0",
+            "--backbone 'vgg16': unknown backbone; expected descriptors or one of nfnet_l0, nfnet_f1, resnet50, inception_v3, efficientnet_b0",
         ),
         (["--loss", "hinge"], "--loss 'hinge': expected one of bce, focal"),
         (["--augment", "mixup"], "--augment 'mixup': expected one of standard, cutmix"),
@@ -205,19 +202,16 @@ def test_predict_classifier_route(cell_run, image_run, tiny_dataset, tmp_path, c
     assert (saved / "cells.csv").is_file()
     score = competition_map(_truth(tiny_dataset), list(rows.values())).mAP
     assert 0.0 <= score <= 1.0
-    # With an image-level classifier: scores change; with weight 1 they are the cell classifier's.
-    fused, same = tmp_path / "fused.csv", tmp_path / "same.csv"
-    assert (
-        predict_cli.main([*base, "--image-classifier", str(image_run), "--fusion-weight", "0.3", "--out", str(fused)])
-        == 0
-    )
-    assert (
-        predict_cli.main([*base, "--image-classifier", str(image_run), "--fusion-weight", "1", "--out", str(same)]) == 0
-    )
+    # With an image-level classifier the scores change; a weighted mean with weight 1 is the cells' own.
+    fused, mean1, alone = tmp_path / "fused.csv", tmp_path / "mean1.csv", tmp_path / "alone.csv"
+    assert predict_cli.main([*base, "--image-classifier", str(image_run), "--out", str(fused)]) == 0
+    image = ["--image-classifier", str(image_run)]
+    assert predict_cli.main([*base, *image, "--fusion", "mean", "--fusion-weight", "1", "--out", str(mean1)]) == 0
+    assert predict_cli.main([*base, "--fusion", "cell", "--out", str(alone)]) == 0
     validate_submission(fused, test)
     assert 0.0 <= competition_map(_truth(tiny_dataset), read_submission(fused)).mAP <= 1.0
-    assert same.read_text() == out.read_text()
-    assert fused.read_text() != out.read_text()
+    assert mean1.read_text() == alone.read_text()
+    assert fused.read_text() != out.read_text() != alone.read_text()
 
 
 @pytest.mark.parametrize(
@@ -228,7 +222,11 @@ def test_predict_classifier_route(cell_run, image_run, tiny_dataset, tmp_path, c
             "trained with backbone 'efficientnet_b0', not --backbone 'resnet50'; pass --backbone efficientnet_b0",
         ),
         (["--backbone", "alexnet"], "--backbone 'alexnet': unknown backbone"),
-        (["--fusion-weight", "0.5"], "--fusion-weight needs --image-classifier"),
+        (
+            ["--fusion", "product", "--fusion-weight", "0.3"],
+            "--fusion-weight belongs to --fusion mean, not --fusion product",
+        ),
+        (["--fusion", "sum"], "--fusion 'sum': expected one of product, mean, cell, image"),
         (["--weights", "x.pth"], "exclude each other"),
         (["--image-classifier", "CELL"], "trained at the cell level, not the image level"),
     ],

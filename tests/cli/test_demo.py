@@ -8,6 +8,7 @@ import re
 import pytest
 
 from hpaseg.cli import demo
+from hpaseg.pipeline.demo import LEARNED, PRIOR, RANDOM, WEAK
 
 
 @pytest.mark.slow
@@ -17,7 +18,7 @@ def test_demo_end_to_end(tmp_path, capsys):
         "--out",
         str(out),
         "--n-train",
-        "4",
+        "6",
         "--n-test",
         "2",
         "--size",
@@ -33,17 +34,31 @@ def test_demo_end_to_end(tmp_path, capsys):
     ]
     assert demo.main(argv) == 0
     printed = capsys.readouterr().out
-    assert re.search(r"^mAP=\d\.\d{4}$", printed.strip().splitlines()[-1])
+    assert re.search(r"^mAP=\d\.\d{4} prior=\d\.\d{4} weak_labels=\d\.\d{4}$", printed.strip().splitlines()[-1])
     summary = json.loads((out / "demo_summary.json").read_text())
-    assert set(summary["mAP"]) >= {
-        "prior baseline (no training)",
-        "random labels",
-        "weak-label oracle (uses the test images' true labels)",
+    assert set(summary["mAP"]) == {
+        PRIOR,
+        RANDOM,
+        WEAK,
+        LEARNED,
+        "Mask R-CNN (its own cells and labels)",
+        "hybrid (Mask R-CNN cells, cell classifier labels)",
     }
-    assert any(k.startswith("Mask R-CNN") for k in summary["mAP"])
+    assert all(0 <= v <= 1 for v in summary["mAP"].values()) and set(summary["cell_macro_ap"]) == set(summary["mAP"])
     assert 0 <= summary["segmentation"]["precision"] <= 1 and summary["segmentation"]["n_true"] > 0
-    for name in ("submission.csv", "maskrcnn_submission.csv", "dataset/train.json", "evaluation.json"):
-        assert (out / name).is_file(), name
+    routes = out / "routes"
+    for name in (
+        "prior_submission.csv",
+        "cell_refined_submission.csv",
+        "maskrcnn_submission.csv",
+        "hybrid_submission.csv",
+        "routes.csv",
+        "cell_refined/refined_labels.csv",
+        "dataset_refined/train.json",
+    ):
+        assert (routes / name).is_file(), name
+    for line in ("mAP", "cell AP", LEARNED, PRIOR):
+        assert line in printed
     assert list(out.glob("overlay_*.png"))
     # A rerun reuses everything that is finished.
     assert demo.main(argv) == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 
+import numpy as np
 import pytest
 import torch
 
@@ -44,7 +45,8 @@ def test_configs_load_with_four_channels(name):
     eng = _engine()
     cfg = eng.load_config(eng.config_dir() / name)
     assert len(cfg.MODEL.PIXEL_MEAN) == 4 and len(cfg.MODEL.PIXEL_STD) == 4
-    assert cfg.MODEL.ROI_HEADS.NUM_CLASSES == 19 and cfg.MODEL.RESNETS.DEPTH == 101
+    assert cfg.MODEL.ROI_HEADS.NUM_CLASSES == 1 and cfg.MODEL.RESNETS.DEPTH == 101  # class-agnostic cells
+    assert cfg.MODEL.ROI_HEADS.NAME == eng.ROI_HEADS_NAME
     assert cfg.MODEL.ANCHOR_GENERATOR.SIZES == [[32], [64], [128], [256], [512]]  # from HPA.IMAGE_SIZE 1024
     if "X_101" in name:
         assert cfg.MODEL.RESNETS.NUM_GROUPS == 32 and cfg.HPA.PRETRAINED_FORMAT == "RGB"
@@ -108,6 +110,70 @@ def test_mapper_reads_four_channels(tiny_dataset):
     item = eng.HPADatasetMapper(cfg, True)(record)
     assert item["image"].shape[0] == 4 and max(item["image"].shape[1:]) == 128
     inst = item["instances"]
-    assert len(inst) == sum(len(v) for v in record["cells"].values())  # one instance per (cell, label)
+    assert 0 < len(inst) <= len(record["cells"])  # one instance per cell (that survived resizing)
     assert inst.gt_masks.tensor.shape[1:] == item["image"].shape[1:]
-    assert int(inst.gt_classes.max()) <= 18
+    assert inst.gt_classes.tolist() == [0] * len(inst)
+    assert inst.gt_multilabels.shape == (len(inst), 19)
+    per_cell = sorted(tuple(row.nonzero().flatten().tolist()) for row in inst.gt_multilabels)
+    assert set(per_cell) <= {tuple(sorted(v)) for v in record["cells"].values()}
+
+
+def _tiny_model(eng, *opts):
+    from detectron2.modeling import build_model
+
+    cfg = eng.load_config(
+        eng.config_dir() / CONFIGS[0],
+        ["MODEL.DEVICE", "cpu", "MODEL.RESNETS.DEPTH", "50", "HPA.IMAGE_SIZE", "64", *opts],
+    )
+    return build_model(cfg)
+
+
+def test_multilabel_heads_train_and_predict_label_probabilities():
+    from detectron2.structures import BitMasks, Boxes, Instances
+    from detectron2.utils.events import EventStorage
+
+    from hpaseg.detection import target_from_cells
+
+    eng = _engine()
+    torch.manual_seed(0)
+    model = _tiny_model(eng, "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "32", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0")
+    assert type(model.roi_heads).__name__ == eng.ROI_HEADS_NAME
+    assert model.roi_heads.box_predictor.cls_score.out_features == 2  # cell + background
+    assert model.roi_heads.label_head.num_labels == 19
+    cells = np.zeros((64, 64), np.int32)
+    cells[4:30, 6:28], cells[34:60, 30:62] = 1, 2
+    target = target_from_cells(cells, {1: (0, 16), 2: (18,)})
+    inst = Instances((64, 64))
+    inst.gt_boxes, inst.gt_masks = Boxes(target["boxes"]), BitMasks(target["masks"].bool())
+    inst.gt_classes, inst.gt_multilabels = torch.zeros(2, dtype=torch.int64), target["multilabels"]
+    image = torch.rand(4, 64, 64) * 255
+    model.train()
+    with EventStorage(0):
+        losses = model([{"image": image, "instances": inst, "height": 64, "width": 64}])
+    assert "loss_labels" in losses and torch.isfinite(losses["loss_labels"])
+    losses["loss_labels"].backward()
+    assert all(p.grad is not None for p in model.roi_heads.label_head.parameters())
+    model.eval()
+    with torch.no_grad():
+        out = model([{"image": image, "height": 64, "width": 64}])[0]["instances"]
+    assert out.label_probs.shape == (len(out), 19)
+    assert set(out.pred_classes.tolist()) <= {0}
+
+
+def test_old_configs_and_checkpoints_are_refused(tmp_path):
+    from hpaseg.detection.detectron2 import Detectron2Predictor
+
+    eng = _engine()
+    old = tmp_path / "old.yaml"
+    old.write_text(
+        f'_BASE_: "{eng.config_dir() / "Base-HPA-MaskRCNN.yaml"}"\nMODEL:\n  ROI_HEADS:\n    NAME: "StandardROIHeads"\n'
+    )
+    with pytest.raises(InputError, match="StandardROIHeads.*retrain"):
+        eng.load_config(old)
+    state = _tiny_model(eng).state_dict()
+    state = {k: v for k, v in state.items() if "label_head" not in k}
+    weights = tmp_path / "model_final.pth"
+    torch.save({"model": state}, weights)
+    with pytest.raises(InputError, match="earlier per-\\(cell, label\\) softmax.*retrain") as info:
+        Detectron2Predictor.from_checkpoint(weights)
+    assert info.value.params == ("weights",)

@@ -57,10 +57,22 @@ def test_every_backbone_trains_and_predicts_on_rgby(backbone):
     model = build_maskrcnn(backbone, image_size=64)
     mask = torch.zeros(1, 64, 64, dtype=torch.uint8)
     mask[0, 10:40, 12:44] = 1
-    target = {"boxes": torch.tensor([[12.0, 10.0, 44.0, 40.0]]), "labels": torch.tensor([17]), "masks": mask}
+    target = {
+        "boxes": torch.tensor([[12.0, 10.0, 44.0, 40.0]]),
+        "labels": torch.tensor([1]),
+        "masks": mask,
+        "multilabels": torch.eye(19)[[17]],
+    }
     model.train()
     losses = model([torch.rand(4, 64, 64)], [target])
-    assert set(losses) == {"loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg"}
+    assert set(losses) == {
+        "loss_classifier",
+        "loss_box_reg",
+        "loss_mask",
+        "loss_labels",
+        "loss_objectness",
+        "loss_rpn_box_reg",
+    }
     total = sum(losses.values())
     assert torch.isfinite(total)
     total.backward()
@@ -73,5 +85,6 @@ def test_every_backbone_trains_and_predicts_on_rgby(backbone):
     model.eval()
     with torch.no_grad():
         out = model([torch.rand(4, 64, 64)])[0]
-    assert out["masks"].shape[1:] == (1, 64, 64)
-    assert model.roi_heads.box_predictor.cls_score.out_features == 20  # 19 classes + background
+    assert out["masks"].shape[1:] == (1, 64, 64) and out["label_probs"].shape[1:] == (19,)
+    assert model.roi_heads.box_predictor.cls_score.out_features == 2  # background + cell (class-agnostic)
+    assert model.roi_heads.label_head.num_labels == 19

@@ -4,10 +4,11 @@ detectron2 is optional (not on PyPI): it is imported only inside these modules'
 functions, and everything here raises a clear :class:`~hpaseg.errors.InputError` when it
 is missing. Modules: :mod:`.config` (the shipped YAMLs, ``HPA.*`` keys),
 :mod:`.data` (dataset registration, the RGBY mapper), :mod:`.evaluator` (competition mAP),
-:mod:`.checkpoint` (RGB -> RGBY stems), :mod:`.trainer`, :mod:`.predictor`.
+:mod:`.checkpoint` (RGB -> RGBY stems), :mod:`.heads` (class-agnostic cells + multi-label
+head), :mod:`.trainer`, :mod:`.predictor`.
 """
 
-from .checkpoint import RGBYCheckpointer
+from .checkpoint import RGBYCheckpointer, check_checkpoint
 from .config import (
     add_hpa_config,
     config_dir,
@@ -18,11 +19,15 @@ from .config import (
 )
 from .data import HPADatasetMapper, register_hpa_datasets
 from .evaluator import HPAEvaluator, instances_to_cells
+from .heads import ROI_HEADS_NAME, register_hpa_roi_heads
 from .predictor import Detectron2Predictor
 from .trainer import Detectron2TrainConfig, train_detectron2
 
 __all__ = [
     "RGBYCheckpointer",
+    "check_checkpoint",
+    "ROI_HEADS_NAME",
+    "register_hpa_roi_heads",
     "add_hpa_config",
     "config_dir",
     "config_names",

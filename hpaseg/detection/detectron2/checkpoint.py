@@ -2,15 +2,39 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
+from ...errors import InputError
 from ...runtime.stems import rgb_to_rgby_weight
 
-__all__ = ["RGBYCheckpointer", "STEM_KEY"]
+__all__ = ["RGBYCheckpointer", "STEM_KEY", "LABEL_HEAD_KEY", "check_checkpoint"]
 
 #: State-dict key of the ResNet stem convolution in detectron2's FPN backbones.
 STEM_KEY = "backbone.bottom_up.stem.conv1.weight"
+#: State-dict key of the multi-label head: checkpoints without it are of the earlier
+#: per-(cell, label) softmax model.
+LABEL_HEAD_KEY = "roi_heads.label_head.1.weight"
+
+
+def check_checkpoint(state: object, path: str | Path, *, param: str = "weights") -> None:
+    """Refuse what is not a trained hpaseg detectron2 checkpoint (class-agnostic cells + multi-label head).
+
+    Raises
+    ------
+    InputError
+        No ``model`` state dict, or one without the multi-label head (an earlier model: retrain).
+    """
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
+        raise InputError(f"{param} {path}: not a detectron2 checkpoint (no 'model' key)", param=param)
+    if LABEL_HEAD_KEY not in state["model"]:
+        raise InputError(
+            f"{param} {path}: a checkpoint of the earlier per-(cell, label) softmax Mask R-CNN (no multi-label head); "
+            "retrain it with 'hpaseg train --engine detectron2'",
+            param=param,
+        )
 
 
 def RGBYCheckpointer(model, save_dir: str = "", *, pretrained_format: str = "BGR", **kwargs):

@@ -5,7 +5,10 @@ The configs live in the repository's ``detectron_configs/`` folder, installed as
 package ``hpaseg.detectron_configs`` (``setup.py``), so they are found after a
 non-editable install too: ``Base-HPA-MaskRCNN.yaml`` and short ``_BASE_`` children
 (``mask_rcnn_R_101_FPN_hpa.yaml``, ``mask_rcnn_X_101_32x8d_FPN_hpa.yaml``). hpaseg's
-own keys live under ``HPA`` and are added in one place, :func:`add_hpa_config`.
+own keys live under ``HPA`` and are added in one place, :func:`add_hpa_config`. The
+models detect class-agnostic cells (``MODEL.ROI_HEADS.NUM_CLASSES`` 1) and label them
+with hpaseg's multi-label RoI heads (``MODEL.ROI_HEADS.NAME: HPAMultiLabelROIHeads``,
+:mod:`.heads`).
 """
 
 from __future__ import annotations
@@ -14,9 +17,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ...classes import NUM_CLASSES
 from ...errors import InputError
 from ..models import anchor_sizes
+from .heads import ROI_HEADS_NAME, register_hpa_roi_heads
 
 __all__ = [
     "CONFIG_PACKAGE",
@@ -88,6 +91,7 @@ def add_hpa_config(cfg) -> None:
     cfg.HPA.EVAL_MAX_IMAGES = 50  # validation images scored by the competition metric
     cfg.HPA.PRETRAINED_FORMAT = "BGR"  # channel order of MODEL.WEIGHTS' stem: BGR (MSRA) or RGB (FAIR, torchvision)
     cfg.HPA.AUGMENT = True  # random flips of training images
+    cfg.HPA.LABEL_LOSS_WEIGHT = 1.0  # factor of the multi-label head's loss (loss_labels)
 
 
 def load_config(config_file: str | Path, opts: list[str] | None = None, **overrides: Any):
@@ -98,6 +102,7 @@ def load_config(config_file: str | Path, opts: list[str] | None = None, **overri
     require_detectron2()
     from detectron2.config import get_cfg
 
+    register_hpa_roi_heads()
     path = resolve_config(config_file)
     cfg = get_cfg()
     add_hpa_config(cfg)
@@ -125,7 +130,14 @@ def load_config(config_file: str | Path, opts: list[str] | None = None, **overri
         )
     sizes = anchor_sizes(cfg.HPA.IMAGE_SIZE, len(cfg.MODEL.ROI_HEADS.IN_FEATURES) + 1)
     cfg.MODEL.ANCHOR_GENERATOR.SIZES = [list(s) for s in sizes]
-    cfg.MODEL.ROI_HEADS.NUM_CLASSES = NUM_CLASSES
+    if cfg.MODEL.ROI_HEADS.NAME != ROI_HEADS_NAME:
+        raise InputError(
+            f"config {path}: MODEL.ROI_HEADS.NAME is {cfg.MODEL.ROI_HEADS.NAME!r}; hpaseg needs {ROI_HEADS_NAME!r} "
+            "(class-agnostic cells + multi-label head); a config of the earlier per-(cell, label) model: retrain "
+            "with a shipped config",
+            param="config",
+        )
+    cfg.MODEL.ROI_HEADS.NUM_CLASSES = 1  # class-agnostic: "cell"; the 19 classes are the label head's
     cfg.INPUT.MIN_SIZE_TRAIN = (cfg.HPA.IMAGE_SIZE,)
     cfg.INPUT.MAX_SIZE_TRAIN = cfg.HPA.IMAGE_SIZE
     cfg.INPUT.MIN_SIZE_TEST = cfg.HPA.IMAGE_SIZE

@@ -13,6 +13,7 @@ from ...classes import CLASS_NAMES
 from ...errors import InputError
 from ...labels import build_cache, cache_folder, cache_paths, load_coco_split
 from ...transforms import working_shape
+from ..data import target_from_cells
 
 __all__ = ["register_hpa_datasets", "HPADatasetMapper"]
 
@@ -69,7 +70,9 @@ def register_hpa_datasets(cfg, *, fill_cache: bool = True, progress: bool = True
 class HPADatasetMapper:
     """Reads a cached RGBY image and its cell label image, applies flips when training,
     and returns detectron2's model input: ``image`` (4, H, W) float in 0-255 and, when
-    training, ``instances`` with one instance per (cell, label)."""
+    training, ``instances`` with one instance per cell: ``gt_boxes``, ``gt_masks``,
+    ``gt_classes`` (all 0: the one class "cell") and ``gt_multilabels`` (cells, 19) float,
+    the cell's labels as a multi-hot row (:func:`hpaseg.detection.data.target_from_cells`)."""
 
     def __init__(self, cfg, is_train: bool = True) -> None:
         self.is_train = is_train
@@ -95,18 +98,11 @@ class HPADatasetMapper:
             "width": record["width"],
         }
         if self.is_train:
-            masks, classes = [], []
-            for cell, labels in record["cells"].items():
-                mask = cells == cell
-                if mask.any():
-                    for k in labels:
-                        masks.append(mask)
-                        classes.append(k)
-            h, w = cells.shape
-            instances = Instances((h, w))
-            bit = BitMasks(torch.from_numpy(np.stack(masks)) if masks else torch.zeros((0, h, w), dtype=torch.bool))
-            instances.gt_masks = bit
-            instances.gt_boxes = bit.get_bounding_boxes() if masks else Boxes(torch.zeros((0, 4)))
-            instances.gt_classes = torch.tensor(classes, dtype=torch.int64)
+            target = target_from_cells(np.ascontiguousarray(cells), record["cells"])
+            instances = Instances(cells.shape)
+            instances.gt_masks = BitMasks(target["masks"].bool())
+            instances.gt_boxes = Boxes(target["boxes"])
+            instances.gt_classes = torch.zeros(len(target["boxes"]), dtype=torch.int64)
+            instances.gt_multilabels = target["multilabels"]
             out["instances"] = instances
         return out

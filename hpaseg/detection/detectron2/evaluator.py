@@ -6,22 +6,31 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ...classes import NUM_CLASSES
 from ...evaluation import competition_map
-from ...labels import cache_paths, cell_labels
+from ...labels import cache_paths
 from ...submission import Prediction, SubmissionRow, encode_label_image, submission_row
-from ..postprocess import PostprocessConfig, compose_label_image, group_detections
+from ..postprocess import PostprocessConfig
+from ..predictor import DetectedCells, cells_from_output
 
 __all__ = ["instances_to_cells", "HPAEvaluator"]
 
 
-def instances_to_cells(instances, image_shape, out_shape, config):
+def instances_to_cells(
+    instances, image_shape: tuple[int, int], out_shape: tuple[int, int], config: PostprocessConfig
+) -> DetectedCells:
+    """One image's predicted ``Instances`` (``scores``, ``pred_masks``, ``label_probs``) at
+    working size ``image_shape`` as cells at ``out_shape`` (the torchvision engine's post-processing)."""
     inst = instances.to("cpu")
-    masks = inst.pred_masks.float() if inst.has("pred_masks") else torch.zeros((0,) + tuple(image_shape))
-    cells = group_detections(inst.pred_boxes.tensor, inst.pred_classes + 1, inst.scores, masks, config)
-    label_image, kept = compose_label_image(
-        cells, tuple(masks.shape[-2:]) if len(masks) else tuple(image_shape), tuple(out_shape), config
-    )
-    return label_image, {k: cell_labels(cells[i].scores, config.rule) for k, i in enumerate(kept, start=1)}
+    n = len(inst)
+    masks = inst.pred_masks.float() if inst.has("pred_masks") else torch.zeros((n,) + tuple(image_shape))
+    output = {
+        "scores": inst.scores,
+        "masks": masks,
+        "label_probs": inst.label_probs if inst.has("label_probs") else torch.zeros((n, NUM_CLASSES)),
+    }
+    working = tuple(masks.shape[-2:]) if n else tuple(image_shape)
+    return cells_from_output(output, working, tuple(out_shape), config)
 
 
 class HPAEvaluator:
@@ -60,10 +69,8 @@ class HPAEvaluator:
                     ],
                 )
             )
-            label_image, cell_scores = instances_to_cells(
-                out["instances"], cells.shape, cells.shape, PostprocessConfig()
-            )
-            self._preds.append(submission_row(rec["image_id"], label_image, cell_scores))
+            detected = instances_to_cells(out["instances"], cells.shape, cells.shape, PostprocessConfig())
+            self._preds.append(submission_row(rec["image_id"], detected.label_image, detected.cell_scores()))
 
     def evaluate(self) -> dict:
         from detectron2.utils import comm

@@ -12,18 +12,18 @@ import torch
 from ...errors import InputError
 from ...transforms import resize_image
 from ..postprocess import PostprocessConfig
-from ..predictor import CellScores
+from ..predictor import CellDetector, DetectedCells
+from .checkpoint import check_checkpoint
 from .config import load_config, require_detectron2
 from .evaluator import instances_to_cells
 
 __all__ = ["Detectron2Predictor"]
 
 
-class Detectron2Predictor:
+class Detectron2Predictor(CellDetector):
     """A trained detectron2 Mask R-CNN applied to whole RGBY images (see
-    :class:`hpaseg.detection.predictor.MaskRCNNPredictor` for the interface)."""
-
-    needs_cells = False
+    :class:`hpaseg.detection.predictor.MaskRCNNPredictor` for the interface: ``__call__``,
+    ``probabilities``, ``detect``)."""
 
     def __init__(
         self, model: torch.nn.Module, *, image_size: int, config: PostprocessConfig = PostprocessConfig()
@@ -51,13 +51,12 @@ class Detectron2Predictor:
                 f"weights {weights}: no such file; give RUN/model_final.pth from 'hpaseg train --engine detectron2'",
                 param="weights",
             )
+        state = torch.load(weights, map_location="cpu", weights_only=False)
+        check_checkpoint(state, weights)
         config_file = Path(config_file) if config_file else weights.parent / "config.yaml"
         cfg = load_config(config_file, [], **{"MODEL.DEVICE": device, "MODEL.WEIGHTS": str(weights)})
-        cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = config.min_score
+        cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = config.min_detection_score
         model = build_model(cfg).eval()
-        state = torch.load(weights, map_location="cpu", weights_only=False)
-        if not isinstance(state, dict) or "model" not in state:
-            raise InputError(f"weights {weights}: not a detectron2 checkpoint (no 'model' key)", param="weights")
         try:
             model.load_state_dict(state["model"])
         except RuntimeError as exc:
@@ -68,10 +67,8 @@ class Detectron2Predictor:
         return cls(model, image_size=cfg.HPA.IMAGE_SIZE, config=config)
 
     @torch.no_grad()
-    def __call__(
-        self, images: Sequence[np.ndarray], cells: Sequence[np.ndarray | None] | None = None
-    ) -> list[tuple[np.ndarray, CellScores]]:
-        """Cells and their labels for a batch of ``(H, W, 4)`` uint8 RGBY images (``cells`` is ignored)."""
+    def detect(self, images: Sequence[np.ndarray]) -> list[DetectedCells]:
+        """Cells, their label probabilities and detection scores for ``(H, W, 4)`` uint8 RGBY images."""
         smalls = [resize_image(image, self.image_size) for image in images]
         inputs = [
             {

@@ -8,10 +8,12 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from ...errors import InputError
 from ...io import atomic_write
 from ...runtime import dist
-from .checkpoint import RGBYCheckpointer
+from .checkpoint import RGBYCheckpointer, check_checkpoint
 from .config import load_config, require_detectron2
 from .data import HPADatasetMapper, register_hpa_datasets
 from .evaluator import HPAEvaluator
@@ -123,6 +125,9 @@ def train_detectron2(settings: Detectron2TrainConfig, *, resume: bool = False, p
         with atomic_write(Path(cfg.OUTPUT_DIR) / "config.yaml") as fh:
             fh.write(cfg.dump())
     trainer = _trainer_class()(cfg)
+    if resume and trainer.checkpointer.has_checkpoint():
+        last = trainer.checkpointer.get_checkpoint_file()
+        check_checkpoint(torch.load(last, map_location="cpu", weights_only=False), last, param="resume")
     trainer.resume_or_load(resume=resume)
     trainer.train()
     dist.cleanup()

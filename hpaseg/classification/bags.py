@@ -1,0 +1,107 @@
+"""The cells of each image as one bag, with their descriptors (cached) and targets: the
+inputs of the descriptor network (``backbone="descriptors"``).
+
+Descriptors (:func:`hpaseg.descriptors.describe_cells`) are computed once per image from
+the image and its cell mask (nuclei found in the blue channel, as at prediction time on
+Mask R-CNN's cells) and cached under ``DATASET/cache_descriptors_{key}/`` (``key`` names
+the mask folder), like the crop cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .. import io
+from ..descriptors import describe_cells, descriptor_names
+from ..errors import InputError
+from ..labels import ImageRecord
+from ..weak import targets_matrix
+from .data import check_cache_inputs, check_cells_present, read_image_mask
+
+__all__ = ["Bag", "descriptor_cache_dir", "descriptor_cache_paths", "build_descriptor_cache", "load_bags"]
+
+
+@dataclass
+class Bag:
+    """One image's cells: descriptors, the image's labels and per-cell targets.
+
+    ``targets`` start as the cells' labels in the dataset (propagated) and are replaced
+    by refined ones between rounds (:func:`hpaseg.weak.refine_targets`).
+    """
+
+    image_id: str
+    cells: np.ndarray  # (N,) cell labels
+    x: np.ndarray  # (N, D) float32 descriptors
+    image_labels: tuple[int, ...]
+    targets: np.ndarray  # (N, 19) float32
+
+
+def descriptor_cache_dir(dataset_dir: str | Path, mask_dir: str | Path) -> Path:
+    """``DATASET/cache_descriptors_{key}``, ``key`` naming the mask folder and the descriptor set."""
+    text = f"{Path(mask_dir).resolve()}|{','.join(descriptor_names())}"
+    return Path(dataset_dir) / f"cache_descriptors_{hashlib.sha1(text.encode()).hexdigest()[:8]}"
+
+
+def descriptor_cache_paths(cache_dir: str | Path, image_id: str) -> tuple[Path, Path]:
+    """``(descriptors .npy, cell ids .npy)`` of one image."""
+    cache_dir = Path(cache_dir)
+    return cache_dir / f"{image_id}_descriptors.npy", cache_dir / f"{image_id}_cells.npy"
+
+
+def build_descriptor_cache(
+    records: Sequence[ImageRecord],
+    data_dir: str | Path,
+    mask_dir: str | Path,
+    cache_dir: str | Path,
+    *,
+    workers: int = 2,
+    progress: bool = True,
+) -> Path:
+    """Describe and cache every cell of every image not cached yet (resumable; atomic files).
+
+    Raises
+    ------
+    InputError
+        A missing channel or mask file, a mask whose size differs from its image, or a
+        cell of the dataset that the mask does not have.
+    """
+    cache_dir = Path(cache_dir)
+    todo = [r for r in records if not all(p.is_file() for p in descriptor_cache_paths(cache_dir, r.image_id))]
+    by_id = {r.image_id: r for r in todo}
+    check_cache_inputs(todo, data_dir, mask_dir)
+    bar = tqdm(total=len(todo), desc="describe cells", unit="img", disable=not progress or not todo)
+    for image_id, image in io.iter_rgby(data_dir, [r.image_id for r in todo], workers=workers):
+        label_image = read_image_mask(mask_dir, image_id, image.shape, data_dir)
+        x, ids = describe_cells(image, label_image)
+        check_cells_present(by_id[image_id], ids, io.mask_paths(mask_dir, image_id)[0])
+        x_path, ids_path = descriptor_cache_paths(cache_dir, image_id)
+        io.write_npy(ids_path, ids.astype(np.int64))
+        io.write_npy(x_path, x)
+        bar.update()
+    bar.close()
+    return cache_dir
+
+
+def load_bags(records: Sequence[ImageRecord], cache_dir: str | Path) -> list[Bag]:
+    """One bag per image with cells, holding the dataset's cells only (in the record's order)."""
+    bags = []
+    for rec in records:
+        if not rec.cells:
+            continue
+        x_path, ids_path = descriptor_cache_paths(cache_dir, rec.image_id)
+        if not x_path.is_file():
+            raise InputError(f"{x_path}: not cached; build the cache with build_descriptor_cache first")
+        x, ids = np.load(x_path), np.load(ids_path)
+        row_of = {int(c): i for i, c in enumerate(ids)}
+        cells = np.array(sorted(rec.cells), np.int64)
+        rows = [row_of[int(c)] for c in cells]
+        labels = [rec.cells[int(c)] for c in cells]
+        image_labels = tuple(sorted(set().union(*labels)))
+        bags.append(Bag(rec.image_id, cells, x[rows], image_labels, targets_matrix(labels)))
+    return bags

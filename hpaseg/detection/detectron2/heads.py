@@ -1,0 +1,85 @@
+"""detectron2 RoI heads of hpaseg: class-agnostic cells (``MODEL.ROI_HEADS.NUM_CLASSES 1``)
+with detectron2's standard box and mask heads, plus a multi-label head giving each cell
+19 sigmoid probabilities (the detectron2 twin of :mod:`hpaseg.detection.heads`).
+
+The label head is :class:`hpaseg.detection.heads.LabelHead` (its own MLP) on the box
+pooler's features of a RoI. Training: the
+sampled foreground proposals (ground-truth boxes included, as detectron2 appends them)
+with their matched cell's multi-hot labels (``gt_multilabels``, set by
+:class:`~hpaseg.detection.detectron2.data.HPADatasetMapper`); loss ``loss_labels``, the
+mean binary cross-entropy. Inference: the head runs on the final detections' boxes and
+each predicted ``Instances`` gets ``label_probs`` (detections, 19).
+
+Registered in detectron2's ``ROI_HEADS_REGISTRY`` as ``HPAMultiLabelROIHeads`` by
+:func:`register_hpa_roi_heads` (called by :func:`~hpaseg.detection.detectron2.config.load_config`,
+not on import); the HPA base YAML selects it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ...classes import NUM_CLASSES
+from ..heads import LabelHead, multilabel_loss
+
+__all__ = ["ROI_HEADS_NAME", "register_hpa_roi_heads"]
+
+#: Name of hpaseg's RoI heads in detectron2's ROI_HEADS_REGISTRY (``MODEL.ROI_HEADS.NAME``).
+ROI_HEADS_NAME = "HPAMultiLabelROIHeads"
+
+
+def _heads_class():
+    from detectron2.config import configurable
+    from detectron2.modeling.roi_heads import StandardROIHeads
+
+    class HPAMultiLabelROIHeads(StandardROIHeads):
+        """detectron2's StandardROIHeads (one foreground class: cell) plus a multi-label head."""
+
+        @configurable
+        def __init__(self, *, label_head: nn.Module, label_loss_weight: float = 1.0, **kwargs) -> None:
+            super().__init__(**kwargs)
+            self.label_head = label_head
+            self.label_loss_weight = label_loss_weight
+
+        @classmethod
+        def from_config(cls, cfg, input_shape):
+            ret = super().from_config(cfg, input_shape)
+            channels = input_shape[cfg.MODEL.ROI_HEADS.IN_FEATURES[0]].channels
+            resolution = cfg.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION
+            ret["label_head"] = LabelHead(channels * resolution * resolution, NUM_CLASSES)
+            ret["label_loss_weight"] = cfg.HPA.LABEL_LOSS_WEIGHT
+            return ret
+
+        def label_logits(self, features, boxes) -> torch.Tensor:
+            """Label logits (sum of boxes, 19) of RoIs ``boxes`` (one ``Boxes`` per image)."""
+            if sum(len(b) for b in boxes) == 0:
+                return next(self.label_head.parameters()).new_zeros((0, NUM_CLASSES))
+            return self.label_head(self.box_pooler([features[f] for f in self.box_in_features], boxes))
+
+        def forward(self, images, features, proposals, targets=None):
+            instances, losses = super().forward(images, features, proposals, targets)
+            if self.training:
+                foreground = [p[p.gt_classes < self.num_classes] for p in instances if p.has("gt_multilabels")]
+                logits = self.label_logits(features, [p.proposal_boxes for p in foreground])
+                target = torch.cat([p.gt_multilabels for p in foreground]) if foreground else logits.detach()
+                losses["loss_labels"] = self.label_loss_weight * multilabel_loss(logits, target)
+            return instances, losses
+
+        def forward_with_given_boxes(self, features, instances):
+            instances = super().forward_with_given_boxes(features, instances)
+            boxes = [x.pred_boxes for x in instances]
+            probs = torch.sigmoid(self.label_logits(features, boxes))
+            for inst, p in zip(instances, probs.split([len(b) for b in boxes])):
+                inst.label_probs = p
+            return instances
+
+    return HPAMultiLabelROIHeads
+
+
+def register_hpa_roi_heads() -> None:
+    """Register ``HPAMultiLabelROIHeads`` in detectron2's ROI_HEADS_REGISTRY (once; later calls do nothing)."""
+    from detectron2.modeling import ROI_HEADS_REGISTRY
+
+    if ROI_HEADS_NAME not in ROI_HEADS_REGISTRY:
+        ROI_HEADS_REGISTRY.register(_heads_class())

@@ -1,0 +1,295 @@
+"""Every route of hpaseg on a synthetic set with per-cell truth, scored side by side: the
+learning check behind ``hpaseg demo`` and ``python -m hpaseg.bench learn``.
+
+Inputs: a folder of ``hpaseg synth`` (``train/``, ``test/``, ``train.csv``, ``truth.csv``,
+``cell_labels.csv``), its segmentation (``MASKS/train``, ``MASKS/test``) and the dataset
+propagated from it. Routes:
+
+* baselines (:mod:`hpaseg.evaluation.baselines`): the class *prior* (no training),
+  *random* labels, and the *weak-label* baseline: each segmented test cell given its
+  image's **true** labels (which a model never sees);
+* ``cell (descriptors, S)``: the cell classifier trained with supervision ``S``
+  (:mod:`hpaseg.weak`), scored on the segmented test cells;
+* ``Mask R-CNN``: trained on the refined run's cleaned cell labels
+  (:func:`hpaseg.labels.relabel_dataset`), its own cells and labels;
+* ``hybrid``: Mask R-CNN's cells labelled by the cell classifier.
+
+Each route gets the competition mAP, the per-cell macro AP (every true cell's scores
+against its true labels, :func:`hpaseg.evaluation.cell_targets`) and its training seconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import io
+from ..classes import NUM_CLASSES
+from ..classification import CellClassifierPredictor, ClassifyConfig, cell_preset, load_classifier, train_classifier
+from ..classification.descriptor_trainer import REFINED_LABELS
+from ..detection import MaskRCNNPredictor, TrainConfig, train_torchvision
+from ..evaluation import cell_targets, competition_map, evaluate_scores
+from ..evaluation.baselines import oracle_labels, prior_confidences, prior_labels, random_labels
+from ..labels import LabelRule, cell_labels, relabel_dataset
+from ..submission import CellLabel, SubmissionRow, build_submission, read_submission, submission_row, write_submission
+from ..weak import ScoreRule, fuse_scores
+from .predict import RescoredPredictor, predict_folder, write_predictions
+
+__all__ = [
+    "PRIOR",
+    "RANDOM",
+    "WEAK",
+    "RoutesConfig",
+    "RouteScore",
+    "score_rows",
+    "baseline_scores",
+    "CellProbabilities",
+    "cell_probabilities",
+    "rows_by_rule",
+    "run_routes",
+    "routes_table",
+]
+
+log = logging.getLogger(__name__)
+
+PRIOR = "prior (no training)"
+RANDOM = "random labels"
+WEAK = "weak-label baseline (true image labels on every cell)"
+
+#: Mask R-CNN settings of the CPU routes: 256 px, 2 images per iteration, ``base_lr`` 0.16
+#: per 16 images (0.02 at batch 2), 50 warm-up iterations, 128 RoIs per image. Chosen on a
+#: validation split of the training images (DenseNet121, 300 iterations on propagated
+#: labels): validation mAP 0.24 at ``base_lr`` 0.16, 0.12 at 0.08; 128 RoIs per image
+#: rather than 512 make an iteration faster.
+MASKRCNN_CPU: dict = {"image_size": 256, "batch_size": 2, "base_lr": 0.16, "warmup_iters": 50, "roi_batch_size": 128}
+
+
+@dataclass(frozen=True)
+class RoutesConfig:
+    """Which routes to train and how (defaults: the CPU settings of ``hpaseg classify --level cell``).
+
+    Attributes
+    ----------
+    supervisions : tuple of str
+        Cell-classifier runs to train, one per supervision; the ``refined`` one (or the
+        last) labels the hybrid route and cleans Mask R-CNN's training labels.
+    maskrcnn_iters : int
+        Mask R-CNN iterations (0: no Mask R-CNN or hybrid route).
+    maskrcnn : dict
+        Other :class:`hpaseg.detection.TrainConfig` settings.
+    """
+
+    out: str
+    data: str
+    masks: str
+    dataset: str
+    supervisions: tuple[str, ...] = ("refined",)
+    classifier: dict = dataclasses.field(default_factory=dict)
+    maskrcnn_iters: int = 0
+    maskrcnn: dict = dataclasses.field(default_factory=dict)
+    workers: int = 2
+    seed: int = 0
+
+
+@dataclass
+class RouteScore:
+    """One route's figures."""
+
+    route: str
+    mAP: float
+    cell_macro_ap: float
+    train_seconds: float | None = None
+    submission: str | None = None
+
+
+def score_rows(truth: Sequence[SubmissionRow], rows: Sequence[SubmissionRow]) -> tuple[float, float]:
+    """``(competition mAP, per-cell macro AP)`` of a submission against the truth."""
+    y_true, y_score = cell_targets(truth, rows)
+    return float(competition_map(truth, rows).mAP), float(evaluate_scores(y_true, y_score)["macro_ap"] or 0.0)
+
+
+def _cells_of(mask_dir: Path, image_ids: Sequence[str]) -> dict[str, list[int]]:
+    return {i: [int(v) for v in np.unique(io.read_mask(io.mask_paths(mask_dir, i)[0])) if v != 0] for i in image_ids}
+
+
+def _write(out_csv: Path, mask_dir: Path, ids: Sequence[str], cells: Sequence[CellLabel]) -> list[SubmissionRow]:
+    rows = build_submission(((i, io.read_mask(io.mask_paths(mask_dir, i)[0])) for i in ids), cells)
+    write_submission(out_csv, rows)
+    return rows
+
+
+def baseline_scores(cfg: RoutesConfig, truth: Sequence[SubmissionRow]) -> list[RouteScore]:
+    """The prior, random and weak-label baselines on the segmented test cells."""
+    data, masks, out = Path(cfg.data), Path(cfg.masks) / "test", Path(cfg.out)
+    test_ids = io.list_image_ids(data / "test")
+    table = io.read_table(Path(cfg.dataset) / "cells.csv", ["ID", "split", "Label"])
+    prior = prior_confidences(table.loc[table["split"] == "train", "Label"].tolist())
+    cells = _cells_of(masks, test_ids)
+    true_cells = io.read_cell_labels_csv(data / "cell_labels.csv")
+    image_labels = {i: set().union(*true_cells[i].values()) for i in test_ids if i in true_cells}
+    tables = {
+        PRIOR: ("prior_submission.csv", prior_labels(cells, prior)),
+        RANDOM: ("random_submission.csv", random_labels(cells, np.random.default_rng(cfg.seed))),
+        WEAK: ("weak_label_submission.csv", oracle_labels(cells, image_labels)),
+    }
+    scores = []
+    for name, (csv_name, labelled) in tables.items():
+        rows = _write(out / csv_name, masks, test_ids, labelled)
+        scores.append(RouteScore(name, *score_rows(truth, rows), None, str(out / csv_name)))
+    return scores
+
+
+@dataclass
+class CellProbabilities:
+    """A cell classifier's probabilities of the cells of one image."""
+
+    image_id: str
+    label_image: np.ndarray
+    ids: np.ndarray
+    p: np.ndarray  # (N, 19)
+
+
+def cell_probabilities(run: str | Path, data_dir: str | Path, mask_dir: str | Path) -> list[CellProbabilities]:
+    """Probabilities of a cell-level run for every cell of every image of ``data_dir``
+    (computed once, so that score rules can be compared without re-describing cells)."""
+    classifier = load_classifier(run, level="cell")
+    out = []
+    for image_id, image in io.iter_rgby(data_dir, io.list_image_ids(data_dir)):
+        label_image = io.read_mask(io.mask_paths(mask_dir, image_id)[0])
+        p, ids = classifier.cell_probabilities(image, label_image)
+        out.append(CellProbabilities(image_id, label_image, ids, p))
+    return out
+
+
+def rows_by_rule(
+    probabilities: Sequence[CellProbabilities], score_rule: ScoreRule = ScoreRule(), rule: LabelRule = LabelRule()
+) -> list[SubmissionRow]:
+    """Submission rows of cached probabilities under a score rule and a label rule."""
+    rows = []
+    for c in probabilities:
+        s = fuse_scores(c.p, None, score_rule) if len(c.ids) else np.zeros((0, NUM_CLASSES))
+        scores = {
+            int(cell): cell_labels({k: float(s[i, k]) for k in range(NUM_CLASSES)}, rule)
+            for i, cell in enumerate(c.ids)
+        }
+        rows.append(submission_row(c.image_id, c.label_image, scores))
+    return rows
+
+
+def _train_cell_runs(cfg: RoutesConfig, progress: bool) -> dict[str, Path]:
+    runs = {}
+    for supervision in cfg.supervisions:
+        settings = {**cell_preset("cpu"), **cfg.classifier, "supervision": supervision}
+        run = Path(cfg.out) / f"cell_{supervision}"
+        classify = ClassifyConfig(
+            level="cell",
+            channels="rgby",
+            dataset=cfg.dataset,
+            data=str(Path(cfg.data) / "train"),
+            masks=str(Path(cfg.masks) / "train"),
+            out=str(run),
+            device="cpu",
+            workers=cfg.workers,
+            seed=cfg.seed,
+            **settings,
+        )
+        log.info("   cell classifier: descriptors, %s supervision", supervision)
+        train_classifier(classify, resume=True, progress=progress)
+        runs[supervision] = run
+    return runs
+
+
+def _maskrcnn(cfg: RoutesConfig, labeller_run: Path, progress: bool) -> tuple[Path, float]:
+    """Train Mask R-CNN on the dataset relabelled by ``labeller_run``; returns the run and its seconds."""
+    out = Path(cfg.out)
+    cleaned = out / "dataset_refined"
+    if not (cleaned / "relabel.json").is_file():
+        relabel_dataset(cfg.dataset, labeller_run / REFINED_LABELS, cleaned)
+    run = out / "maskrcnn"
+    settings = {**MASKRCNN_CPU, **cfg.maskrcnn}
+    train = TrainConfig(
+        dataset=str(cleaned),
+        data=str(Path(cfg.data) / "train"),
+        out=str(run),
+        device="cpu",
+        max_iter=cfg.maskrcnn_iters,
+        checkpoint_period=max(1, cfg.maskrcnn_iters // 4),
+        eval_period=0,
+        workers=0,
+        log_period=10,
+        seed=cfg.seed,
+        **settings,
+    )
+    started = time.perf_counter()
+    if not (run / "model_final.pth").is_file():
+        train_torchvision(train, resume=True, progress=progress)
+    seconds = time.perf_counter() - started
+    return run, seconds
+
+
+def _predicted(name: str, predictor, cfg: RoutesConfig, truth, seconds: float | None, tag: str) -> RouteScore:
+    out = Path(cfg.out)
+    rows = write_predictions(
+        predict_folder(predictor, Path(cfg.data) / "test", progress=False),
+        out / f"{tag}_submission.csv",
+        save_masks=out / f"{tag}_masks",
+    )
+    return RouteScore(name, *score_rows(truth, rows), seconds, str(out / f"{tag}_submission.csv"))
+
+
+def run_routes(
+    cfg: RoutesConfig, *, progress: bool = False, step: Callable[[str], None] = log.info
+) -> list[RouteScore]:
+    """Train and score every route (module docstring); writes ``OUT/routes.csv``.
+
+    Parameters
+    ----------
+    cfg : RoutesConfig
+    progress : bool
+        Progress bars of the trainings.
+    step : callable
+        Called with a line before each stage.
+    """
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    truth = read_submission(Path(cfg.data) / "truth.csv")
+    step("baselines (no training): class prior, random labels, weak labels (the test images' true labels)")
+    scores = baseline_scores(cfg, truth)
+    step(f"cell classifier (descriptors), supervision {', '.join(cfg.supervisions)}")
+    runs = _train_cell_runs(cfg, progress)
+    for supervision, run in runs.items():
+        rows = rows_by_rule(cell_probabilities(run, Path(cfg.data) / "test", Path(cfg.masks) / "test"))
+        write_submission(out / f"cell_{supervision}_submission.csv", rows)
+        seconds = io.read_json(run / "eval.json")["train_seconds"]
+        scores.append(
+            RouteScore(
+                f"cell classifier (descriptors, {supervision})",
+                *score_rows(truth, rows),
+                seconds,
+                str(out / f"cell_{supervision}_submission.csv"),
+            )
+        )
+    if cfg.maskrcnn_iters > 0:
+        labeller = runs.get("refined", list(runs.values())[-1])
+        step(f"Mask R-CNN ({cfg.maskrcnn_iters} iterations) on the cleaned cell labels, and the hybrid route")
+        run, seconds = _maskrcnn(cfg, labeller, progress)
+        finder = MaskRCNNPredictor.from_checkpoint(run / "model_final.pth", device="cpu")
+        scores.append(_predicted("Mask R-CNN (its own cells and labels)", finder, cfg, truth, seconds, "maskrcnn"))
+        hybrid = RescoredPredictor(finder, CellClassifierPredictor.from_runs(labeller))
+        scores.append(
+            _predicted("hybrid (Mask R-CNN cells, cell classifier labels)", hybrid, cfg, truth, seconds, "hybrid")
+        )
+    io.write_table(out / "routes.csv", routes_table(scores))
+    return scores
+
+
+def routes_table(scores: Sequence[RouteScore]) -> pd.DataFrame:
+    """One row per route: route, mAP, cell_macro_ap, train_seconds, submission."""
+    return pd.DataFrame([dataclasses.asdict(s) for s in scores])

@@ -1,0 +1,31 @@
+"""Weak supervision: learning per-cell labels from per-image labels.
+
+* :mod:`~hpaseg.weak.bags`: the image as a bag of cells: propagated targets (every cell
+  gets its image's labels) and the multiple-instance loss on a pooled cell score;
+* :mod:`~hpaseg.weak.refine`: pseudo-label refinement: each cell re-labelled from its
+  own predictions within its image's labels, cells left with none become Negative;
+* :mod:`~hpaseg.weak.fusion`: cell and image probabilities fused into the per-cell scores
+  every route reports, with Negative estimated from the other classes.
+
+Pure numpy/torch on top of :mod:`hpaseg.classes`; the trainers of
+:mod:`hpaseg.classification` and :mod:`hpaseg.detection` use it.
+"""
+
+from .bags import POOLINGS, bag_loss, pool_logits, propagated_targets, targets_matrix
+from .fusion import FUSIONS, NEGATIVE_RULES, ScoreRule, fuse_scores, image_probabilities, negative_from_classes
+from .refine import refine_targets
+
+__all__ = [
+    "POOLINGS",
+    "bag_loss",
+    "pool_logits",
+    "propagated_targets",
+    "targets_matrix",
+    "refine_targets",
+    "FUSIONS",
+    "NEGATIVE_RULES",
+    "ScoreRule",
+    "fuse_scores",
+    "image_probabilities",
+    "negative_from_classes",
+]

@@ -1,0 +1,128 @@
+"""An image as a bag of cells: the targets and losses of weak (image-level) supervision.
+
+Two ways to learn per-cell labels from an image's labels:
+
+* **propagated targets** (:func:`propagated_targets`): every cell gets its image's labels
+  and a per-cell loss treats them as true; simple, and with few images the best first
+  round (``hpaseg.bench learn`` compares them);
+* **multiple-instance learning** (:func:`bag_loss`): a class absent from the image is
+  absent from each of its cells (per-cell loss); a class present in the image is present
+  in *some* cell: the loss is on the cells' scores pooled over the bag
+  (:func:`pool_logits`: ``max``, ``lse`` = log-sum-exp, a soft maximum, or ``mean``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..classes import NEGATIVE, NUM_CLASSES
+from ..errors import InputError
+
+__all__ = ["POOLINGS", "targets_matrix", "propagated_targets", "pool_logits", "bag_loss"]
+
+#: Poolings of cell logits into an image logit.
+POOLINGS: tuple[str, ...] = ("lse", "max", "mean")
+
+
+def targets_matrix(cell_labels: Sequence[Sequence[int]]) -> np.ndarray:
+    """Multi-hot targets, one row per cell.
+
+    >>> targets_matrix([(0, 16), (18,)])[:, [0, 16, 18]].tolist()
+    [[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+    """
+    y = np.zeros((len(cell_labels), NUM_CLASSES), np.float32)
+    for i, labels in enumerate(cell_labels):
+        y[i, list(labels)] = 1.0
+    return y
+
+
+def propagated_targets(n_cells: int, image_labels: Sequence[int]) -> np.ndarray:
+    """Every cell gets its image's labels: an ``(n_cells, 19)`` multi-hot matrix.
+
+    >>> propagated_targets(2, (0, 5))[:, [0, 5, 18]].tolist()
+    [[1.0, 1.0, 0.0], [1.0, 1.0, 0.0]]
+    """
+    return targets_matrix([tuple(image_labels)] * n_cells)
+
+
+def pool_logits(logits: torch.Tensor, pooling: str = "lse", r: float = 5.0) -> torch.Tensor:
+    """One image logit per class from its cells' logits.
+
+    Parameters
+    ----------
+    logits : Tensor, shape (N, C)
+        One row per cell, N >= 1.
+    pooling : {"lse", "max", "mean"}
+        ``lse``: ``log(mean(exp(r * x))) / r``, between the mean (r -> 0) and the
+        maximum (r -> inf); ``max``; ``mean``.
+    r : float
+        Sharpness of ``lse``.
+
+    Returns
+    -------
+    Tensor, shape (C,)
+
+    Examples
+    --------
+    >>> x = torch.tensor([[0.0, 2.0], [4.0, 2.0]])
+    >>> pool_logits(x, "max").tolist(), pool_logits(x, "mean").tolist()
+    ([4.0, 2.0], [2.0, 2.0])
+    """
+    if pooling == "max":
+        return logits.max(0).values
+    if pooling == "mean":
+        return logits.mean(0)
+    if pooling == "lse":
+        return (torch.logsumexp(r * logits, 0) - float(np.log(logits.shape[0]))) / r
+    raise InputError(f"pooling {pooling!r}: expected one of {', '.join(POOLINGS)}", param="pooling")
+
+
+def bag_loss(
+    logits: torch.Tensor,
+    image_labels: Sequence[int],
+    *,
+    pooling: str = "lse",
+    r: float = 5.0,
+) -> torch.Tensor:
+    """Multiple-instance loss of one image (a bag of cells) with its labels.
+
+    Classes absent from the image: binary cross-entropy of every cell against 0.
+    Classes present (0-17): binary cross-entropy of the pooled logit against 1.
+    Negative (18): present means *some* cell is Negative (pooled against 1), absent means
+    none is (every cell against 0); an image labelled Negative alone has every cell
+    Negative. Each part is weighted by its share of the 19 classes, so the loss is on
+    the scale of a per-cell binary cross-entropy.
+
+    Parameters
+    ----------
+    logits : Tensor, shape (N, 19)
+        The image's cells, N >= 1.
+    image_labels : sequence of int
+    pooling, r
+        See :func:`pool_logits`.
+
+    Returns
+    -------
+    Tensor
+        A scalar.
+    """
+    labels = sorted({int(k) for k in image_labels})
+    if tuple(labels) == (NEGATIVE,):
+        return F.binary_cross_entropy_with_logits(logits, torch.from_numpy(propagated_targets(len(logits), labels)))
+    present = torch.zeros(NUM_CLASSES, dtype=torch.bool)
+    present[labels] = True
+    absent = ~present
+    loss = logits.new_zeros(())
+    if absent.any():
+        part = logits[:, absent]
+        loss = loss + F.binary_cross_entropy_with_logits(part, torch.zeros_like(part)) * (absent.sum() / NUM_CLASSES)
+    if present.any():
+        pooled = pool_logits(logits[:, present], pooling, r)
+        loss = loss + F.binary_cross_entropy_with_logits(pooled, torch.ones_like(pooled)) * (
+            present.sum() / NUM_CLASSES
+        )
+    return loss

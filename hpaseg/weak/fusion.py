@@ -1,0 +1,128 @@
+"""The per-cell scores every route reports: cell and image probabilities fused, Negative
+estimated from the other classes, every class ranked.
+
+* **Image probabilities** (:func:`image_probabilities`): the mean of the image's cell
+  probabilities (an image-level classifier's output can be given instead).
+* **Fusion** (``fusion``): ``mean`` = ``w * p_cell + (1 - w) * p_image`` (the default,
+  ``w`` 0.2: the image's evidence ranks the images, each cell's own evidence ranks the
+  cells within one), ``product`` = ``p_cell * p_image``, ``cell`` or ``image`` alone.
+* **Negative** (``negative``): ``model`` keeps the fused Negative score; ``classes``
+  uses ``prod_k (1 - s_k)`` over classes 0-17 (a cell with no likely class is
+  Negative); ``max`` (default) takes the larger of the two.
+
+The default was chosen by 5-fold cross-validation on the training images of the
+synthetic benchmark (per-cell truth of held-out folds, the descriptor network with
+refined supervision): competition mAP 0.655-0.658 for ``mean`` with ``w`` 0.05-0.3 (a
+flat optimum; 0.2 is its middle), 0.649 at 0.5, ``product`` 0.602, ``image`` 0.619,
+``cell`` 0.551. Per-class AP pools the cells of all images, so how likely an image is
+to hold a class matters more than which of its cells do; the cell term breaks ties
+within an image. ``hpaseg.bench learn`` reports every rule on the held-out test set
+(benchmarks/RESULTS.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..classes import NEGATIVE, NUM_CLASSES
+from ..errors import InputError
+
+__all__ = ["FUSIONS", "NEGATIVE_RULES", "ScoreRule", "image_probabilities", "negative_from_classes", "fuse_scores"]
+
+FUSIONS: tuple[str, ...] = ("product", "mean", "cell", "image")
+NEGATIVE_RULES: tuple[str, ...] = ("max", "classes", "model")
+
+
+@dataclass(frozen=True)
+class ScoreRule:
+    """How cell and image probabilities become the reported per-cell scores (module docstring).
+
+    Attributes
+    ----------
+    fusion : {"product", "mean", "cell", "image"}
+    weight : float
+        ``w`` of ``mean`` (1 = the cell alone).
+    negative : {"max", "classes", "model"}
+    """
+
+    fusion: str = "mean"
+    weight: float = 0.2
+    negative: str = "max"
+
+    def __post_init__(self) -> None:
+        if self.fusion not in FUSIONS:
+            raise InputError(f"fusion {self.fusion!r}: expected one of {', '.join(FUSIONS)}", param="fusion")
+        if self.negative not in NEGATIVE_RULES:
+            raise InputError(
+                f"negative {self.negative!r}: expected one of {', '.join(NEGATIVE_RULES)}", param="negative"
+            )
+        if not 0.0 <= self.weight <= 1.0:
+            raise InputError(f"fusion_weight {self.weight}: expected a number in [0, 1]", param="fusion_weight")
+
+
+def image_probabilities(cell_probabilities: np.ndarray) -> np.ndarray:
+    """An image's per-class probabilities: the mean over its cells (zeros without cells).
+
+    >>> image_probabilities(np.array([[1.0, 0.0], [0.5, 0.5]])).tolist()
+    [0.75, 0.25]
+    """
+    p = np.asarray(cell_probabilities, dtype=np.float64)
+    return p.mean(0) if len(p) else np.zeros(p.shape[1] if p.ndim == 2 else NUM_CLASSES)
+
+
+def negative_from_classes(scores: np.ndarray) -> np.ndarray:
+    """Negative estimated from classes 0-17: ``prod_k (1 - s_k)`` per cell.
+
+    >>> negative_from_classes(np.zeros((1, 19))).tolist()
+    [1.0]
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    return np.prod(1.0 - np.clip(s[:, :NEGATIVE], 0.0, 1.0), axis=1)
+
+
+def fuse_scores(
+    cell_probabilities: np.ndarray, image_probability: np.ndarray | None = None, rule: ScoreRule = ScoreRule()
+) -> np.ndarray:
+    """Per-cell scores of one image by ``rule``.
+
+    Parameters
+    ----------
+    cell_probabilities : ndarray, shape (N, 19)
+    image_probability : ndarray, shape (19,), optional
+        The image's probabilities; default :func:`image_probabilities` of the cells.
+    rule : ScoreRule
+
+    Returns
+    -------
+    ndarray, shape (N, 19), float64
+        Every class scored for every cell.
+
+    Examples
+    --------
+    Two cells of one image; the second lacks class 0:
+
+    >>> p = np.zeros((2, 19)); p[:, 0] = [0.9, 0.1]
+    >>> s = fuse_scores(p)
+    >>> s[:, 0].round(2).tolist(), s[:, 18].round(2).tolist()
+    ([0.58, 0.42], [0.42, 0.58])
+    """
+    p = np.asarray(cell_probabilities, dtype=np.float64)
+    if p.ndim != 2 or p.shape[1] != NUM_CLASSES:
+        raise InputError(
+            f"cell probabilities of shape {p.shape}: expected (cells, {NUM_CLASSES})", param="cell_probabilities"
+        )
+    q = image_probabilities(p) if image_probability is None else np.asarray(image_probability, dtype=np.float64)
+    if rule.fusion == "product":
+        s = p * q[None, :]
+    elif rule.fusion == "mean":
+        s = rule.weight * p + (1.0 - rule.weight) * q[None, :]
+    elif rule.fusion == "cell":
+        s = p.copy()
+    else:
+        s = np.repeat(q[None, :], len(p), axis=0)
+    if rule.negative != "model":
+        from_classes = negative_from_classes(s)
+        s[:, NEGATIVE] = from_classes if rule.negative == "classes" else np.maximum(s[:, NEGATIVE], from_classes)
+    return s

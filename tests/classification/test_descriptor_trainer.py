@@ -1,0 +1,158 @@
+"""The descriptor network with weak supervision: on constructed bags it learns which cells
+carry their image's labels; runs write, resume and load like the CNN runs."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from hpaseg.classification import (
+    Bag,
+    CellClassifierPredictor,
+    ClassifyConfig,
+    bag_probabilities,
+    load_classifier,
+    train_bags,
+    train_classifier,
+)
+from hpaseg.errors import InputError
+from hpaseg.weak import propagated_targets
+
+A, B = 0, 16  # Nucleoplasm, Cytosol; feature 0 shows A, feature 1 shows B
+
+
+def _bags(seed: int = 0, n_images: int = 48) -> list[Bag]:
+    """Images labelled A, B, A+B or Negative (no feature shown); in every other image with
+    labels some cells lack its first label (nothing in its feature): their truth is
+    Negative when that was the image's only label."""
+    rng = np.random.default_rng(seed)
+    bags = []
+    for i in range(n_images):
+        labels = [(A,), (B,), (A, B), (18,)][i % 4]
+        n = 8
+        x = rng.normal(0.0, 0.2, (n, 6)).astype(np.float32)
+        carries = {k: np.ones(n, bool) for k in labels}
+        if i % 2 == 0 and labels != (18,):
+            carries[labels[0]] = np.arange(n) < 5  # cells 5-7 lack it
+        for k in set(labels) - {18}:
+            x[carries[k], 0 if k == A else 1] += 2.5
+        bags.append(Bag(f"img{i}", np.arange(1, n + 1), x, labels, propagated_targets(n, labels)))
+    return bags
+
+
+def _config(**changes) -> ClassifyConfig:
+    base = ClassifyConfig(
+        level="cell", backbone="descriptors", epochs=20, lr=1e-2, batch_size=4, hidden=32, supervision="refined"
+    )
+    return dataclasses.replace(base, **changes)
+
+
+@pytest.mark.parametrize("supervision", ["refined", "mil", "propagated"])
+def test_a_cell_lacking_its_images_label_is_ranked_below_the_cells_that_have_it(supervision):
+    bags = _bags()
+    model = train_bags(_config(supervision=supervision), bags)
+    for bag, p in zip(bags, bag_probabilities(model, bags)):
+        if bag.image_labels == (A,) and int(bag.image_id[3:]) % 2 == 0:
+            assert p[:5, A].min() > p[5:, A].max(), (supervision, bag.image_id)
+
+
+def test_refinement_turns_cells_left_with_no_label_into_negative():
+    bags = _bags()
+    model = train_bags(_config(supervision="refined", refine_rounds=2), bags)
+    lacking, carrying, p_lacking, p_carrying = [], [], [], []
+    for bag, p in zip(bags, bag_probabilities(model, bags)):
+        if bag.image_labels == (A,) and int(bag.image_id[3:]) % 2 == 0:
+            lacking.append(bag.targets[5:])
+            carrying.append(bag.targets[:5])
+            p_lacking.append(p[5:, 18])
+            p_carrying.append(p[:5, 18])
+    lacking, carrying = np.concatenate(lacking), np.concatenate(carrying)
+    assert lacking[:, 18].mean() >= 0.9 and lacking[:, A].mean() <= 0.1  # refined: Negative, not A
+    assert carrying[:, A].all() and not carrying[:, 18].any()
+    assert np.median(np.concatenate(p_lacking)) > 0.5 > np.concatenate(p_carrying).max()  # and learned
+
+
+def test_propagated_and_mil_training_keep_the_dataset_targets():
+    for supervision in ("propagated", "mil"):
+        bags = _bags()
+        train_bags(_config(supervision=supervision, epochs=2), bags)
+        assert all((b.targets == propagated_targets(len(b.cells), b.image_labels)).all() for b in bags)
+
+
+def test_training_is_deterministic():
+    first = train_bags(_config(epochs=5), _bags())
+    second = train_bags(_config(epochs=5), _bags())
+    for a, b in zip(first.state_dict().values(), second.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"level": "image"}, "descriptors and weak supervision are cell-level"),
+        ({"backbone": "efficientnet_b0", "supervision": "mil"}, "supervision mil with backbone"),
+        ({"keep_fraction": 0.0}, "keep_fraction 0.0"),
+        ({"supervision": "magic"}, "supervision 'magic'"),
+        ({"pooling": "attention"}, "pooling 'attention'"),
+    ],
+)
+def test_unusable_settings_are_refused(changes, message, tiny_dataset):
+    cfg = _config(
+        dataset=str(tiny_dataset["dataset"]),
+        data=str(tiny_dataset["train"]),
+        masks=str(tiny_dataset["masks"]),
+        out="x",
+        **changes,
+    )
+    with pytest.raises(InputError, match=message):
+        train_classifier(cfg, progress=False)
+
+
+@pytest.fixture(scope="module")
+def descriptor_run(tiny_dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("desc") / "run"
+    cfg = _config(
+        dataset=str(tiny_dataset["dataset"]),
+        data=str(tiny_dataset["train"]),
+        masks=str(tiny_dataset["masks"]),
+        out=str(out),
+        epochs=3,
+        workers=0,
+    )
+    return cfg, train_classifier(cfg, progress=False)
+
+
+def test_a_run_writes_its_files_and_scores(descriptor_run):
+    cfg, result = descriptor_run
+    out = cfg.out
+    for name in ("config.yaml", "round0.pth", "round2.pth", "model_final.pth", "eval.json", "metrics.jsonl"):
+        assert (tiny := __import__("pathlib").Path(out) / name).is_file(), tiny
+    assert result["rounds"] == 3 and result["supervision"] == "refined" and result["backbone"] == "descriptors"
+    assert result["n_train"] > 0 and result["n_val_images"] >= 1 and "image_macro_ap" in result
+
+
+def test_resume_skips_finished_rounds(descriptor_run):
+    cfg, first = descriptor_run
+    again = train_classifier(cfg, resume=True, progress=False)
+    assert again["train_seconds"] == pytest.approx(first["train_seconds"])
+    with pytest.raises(InputError, match="other settings"):
+        train_classifier(dataclasses.replace(cfg, hidden=8), resume=True, progress=False)
+
+
+def test_the_run_loads_and_scores_the_cells_of_an_image(descriptor_run, tiny_dataset):
+    from hpaseg import io
+
+    cfg, _ = descriptor_run
+    loaded = load_classifier(cfg.out, level="cell")
+    assert loaded.backbone == "descriptors"
+    image_id = io.list_image_ids(tiny_dataset["test"])[0]
+    image = io.read_rgby(tiny_dataset["test"], image_id)
+    cells = io.read_mask(io.mask_paths(tiny_dataset["masks"], image_id)[0])
+    p, ids = loaded.cell_probabilities(image, cells)
+    assert p.shape == (len(ids), 19) and ((p >= 0) & (p <= 1)).all()
+    [(label_image, scores)] = CellClassifierPredictor(loaded)([image], [cells])
+    assert set(scores) == set(ids.tolist())
+    assert all(len(pairs) == 19 for pairs in scores.values())  # every class ranked

@@ -1,0 +1,56 @@
+"""hpaseg.weak.bags: targets and the multiple-instance loss."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from hpaseg.errors import InputError
+from hpaseg.weak import bag_loss, pool_logits, propagated_targets, targets_matrix
+
+
+def test_propagated_targets_give_every_cell_the_image_labels():
+    y = propagated_targets(3, (2, 7))
+    assert y.shape == (3, 19) and y.dtype == np.float32
+    assert (y[:, [2, 7]] == 1).all() and y.sum() == 6
+
+
+def test_targets_matrix_one_row_per_cell():
+    y = targets_matrix([(0,), (), (5, 18)])
+    assert y[0].nonzero()[0].tolist() == [0] and not y[1].any() and y[2].nonzero()[0].tolist() == [5, 18]
+
+
+@pytest.mark.parametrize("pooling", ["lse", "max", "mean"])
+def test_pooling_lies_between_mean_and_max(pooling):
+    x = torch.tensor([[0.0, -1.0], [3.0, 1.0], [1.0, 0.0]])
+    pooled = pool_logits(x, pooling)
+    assert (pooled <= x.max(0).values + 1e-6).all() and (pooled >= x.mean(0) - 1e-6).all()
+
+
+def test_unknown_pooling_names_the_parameter():
+    with pytest.raises(InputError, match="pooling 'attention'") as err:
+        pool_logits(torch.zeros(2, 19), "attention")
+    assert err.value.param == "pooling"
+
+
+def test_bag_loss_pushes_absent_classes_down_in_every_cell_and_present_ones_up_in_the_best_cell():
+    logits = torch.zeros(4, 19, requires_grad=True)
+    bag_loss(logits, (0,), pooling="max").backward()
+    grad = logits.grad
+    assert (grad[:, 5] > 0).all()  # absent: every cell's logit goes down (gradient descent)
+    assert grad[:, 0].lt(0).sum() == 1  # present, max pooling: one cell goes up
+    assert (grad[:, 18] > 0).all()  # Negative absent from the image: no cell is Negative
+
+
+def test_bag_loss_is_small_when_one_cell_carries_the_label_and_large_when_none_does():
+    carried = torch.full((4, 19), -8.0)
+    carried[1, 0] = 8.0
+    missing = torch.full((4, 19), -8.0)
+    assert float(bag_loss(carried, (0,), pooling="max")) < 0.01 < float(bag_loss(missing, (0,), pooling="max"))
+
+
+def test_a_negative_image_makes_every_cell_negative():
+    logits = torch.zeros(3, 19, requires_grad=True)
+    bag_loss(logits, (18,)).backward()
+    assert (logits.grad[:, 18] < 0).all() and (logits.grad[:, :18] > 0).all()

@@ -1,0 +1,63 @@
+"""hpaseg.weak.fusion: the per-cell scores every route reports."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hpaseg.errors import InputError
+from hpaseg.weak import FUSIONS, ScoreRule, fuse_scores, image_probabilities, negative_from_classes
+
+
+def _cells() -> np.ndarray:
+    p = np.full((3, 19), 0.02)
+    p[:, 0] = [0.9, 0.8, 0.1]  # the third cell lacks class 0
+    return p
+
+
+@pytest.mark.parametrize("fusion", [f for f in FUSIONS if f != "image"])
+def test_a_cell_lacking_the_label_ranks_below_those_that_have_it(fusion):
+    s = fuse_scores(_cells(), None, ScoreRule(fusion=fusion))
+    assert s[2, 0] < min(s[0, 0], s[1, 0])
+    assert s[2, 18] > max(s[0, 18], s[1, 18])  # ... and is the most likely Negative
+
+
+def test_image_fusion_gives_every_cell_the_image_scores():
+    s = fuse_scores(_cells(), np.full(19, 0.3), ScoreRule(fusion="image", negative="model"))
+    assert np.allclose(s, 0.3)
+
+
+def test_product_with_an_image_probability_scales_the_cells():
+    q = np.zeros(19)
+    q[0] = 0.5
+    s = fuse_scores(_cells(), q, ScoreRule(fusion="product", negative="model"))
+    assert np.allclose(s[:, 0], [0.45, 0.4, 0.05]) and np.allclose(s[:, 1:], 0)
+
+
+def test_negative_rules():
+    p = np.zeros((1, 19))
+    p[0, 18] = 0.2
+    assert fuse_scores(p, None, ScoreRule(fusion="cell", negative="model"))[0, 18] == pytest.approx(0.2)
+    assert fuse_scores(p, None, ScoreRule(fusion="cell", negative="classes"))[0, 18] == pytest.approx(1.0)
+    p[0, 0] = 0.9
+    assert fuse_scores(p, None, ScoreRule(fusion="cell", negative="max"))[0, 18] == pytest.approx(0.2)
+    assert negative_from_classes(p)[0] == pytest.approx(0.1)
+
+
+def test_image_probabilities_are_the_cells_mean():
+    assert np.allclose(image_probabilities(_cells())[0], 0.6)
+    assert image_probabilities(np.zeros((0, 19))).shape == (19,)
+
+
+@pytest.mark.parametrize(
+    "kwargs, param", [({"fusion": "sum"}, "fusion"), ({"negative": "x"}, "negative"), ({"weight": 2}, "fusion_weight")]
+)
+def test_bad_rules_name_the_parameter(kwargs, param):
+    with pytest.raises(InputError) as err:
+        ScoreRule(**kwargs)
+    assert err.value.param == param
+
+
+def test_wrong_shape_is_refused():
+    with pytest.raises(InputError, match="expected \\(cells, 19\\)"):
+        fuse_scores(np.zeros((2, 3)))
