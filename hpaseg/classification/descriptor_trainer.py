@@ -15,7 +15,9 @@ Supervision (``cfg.supervision``, :mod:`hpaseg.weak`):
   cells (:func:`hpaseg.weak.refine_targets`, ``cfg.keep_fraction``).
 
 Outputs in ``cfg.out``: ``config.yaml``; ``round{k}.pth`` after each round (``resume``
-skips finished rounds) and ``last_checkpoint``; ``metrics.jsonl``; ``model_final.pth``;
+skips finished rounds; an unfinished one restarts from its seed, so a run killed and
+resumed ends with the weights of an uninterrupted run, and ``metrics.jsonl`` drops what
+the killed run logged after its last round) and ``last_checkpoint``; ``metrics.jsonl``; ``model_final.pth``;
 ``refined_labels.csv`` (``ID,cell,Label``: every train and val cell re-labelled from the
 final model within its image's labels, :func:`hpaseg.weak.refine_targets`; ``hpaseg
 relabel`` writes them into a dataset for Mask R-CNN); ``eval.json`` (written last): the keys of :func:`hpaseg.classification.train_classifier`
@@ -68,6 +70,9 @@ log = logging.getLogger(__name__)
 
 #: The run's cleaned cell labels (``RUN/refined_labels.csv``).
 REFINED_LABELS = "refined_labels.csv"
+
+#: Keys of the final validation record of ``metrics.jsonl``.
+_VAL_KEYS = ("val_macro_ap", "val_image_macro_ap")
 
 #: Settings a round checkpoint must share with the config that resumes it.
 _RESUME_KEYS = ("supervision", "pooling", "keep_fraction", "hidden", "depth", "dropout", "epochs", "lr", "seed")
@@ -300,7 +305,8 @@ def train_descriptor_classifier(cfg: ClassifyConfig, *, resume: bool = False, pr
     done, seconds, model = _resume_round(out, cfg, train) if resume else (0, 0.0, None)
     out.mkdir(parents=True, exist_ok=True)
     save_config(out / "config.yaml", cfg)
-    metrics = MetricsLogger(out)
+    # Drops what a killed run logged after its last round, its final validation included.
+    metrics = MetricsLogger(out, start=done * cfg.epochs, redo=_VAL_KEYS)
     n_rounds = rounds_of(cfg)
     log.info(
         "training descriptors (%d per cell, %s supervision, %d round(s)) on %d cells of %d images, validating on %d images",
@@ -323,8 +329,7 @@ def train_descriptor_classifier(cfg: ClassifyConfig, *, resume: bool = False, pr
     io.write_cell_labels_csv(out / REFINED_LABELS, refined_labels(model, train + val, cfg.keep_fraction))
     Checkpointer(out).save(FINAL, _state(model, cfg, n_rounds, seconds, scores["thresholds"]), last=False)
     metrics.log(
-        n_rounds * cfg.epochs,
-        {"val_macro_ap": scores["macro_ap"] or 0.0, "val_image_macro_ap": scores["image_macro_ap"] or 0.0},
+        n_rounds * cfg.epochs, dict(zip(_VAL_KEYS, (scores["macro_ap"] or 0.0, scores["image_macro_ap"] or 0.0)))
     )
     metrics.close()
     absent = [k for k in range(NUM_CLASSES) if not any(k in b.image_labels for b in train)]

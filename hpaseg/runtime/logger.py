@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from torch.utils.tensorboard import SummaryWriter
@@ -19,23 +20,26 @@ class MetricsLogger:
     ``start``: the iteration the run starts from (0 for a new run, the checkpoint's for a
     resumed one); records of later iterations, which a killed run logged after its last
     checkpoint (or an earlier run in the same folder), are dropped from ``metrics.jsonl``
-    (this run logs them again).
+    (this run logs them again). ``redo``: keys of records logged at ``start`` itself after
+    the checkpoint (a final validation), dropped too.
     """
 
-    def __init__(self, out_dir: str | Path, *, enabled: bool = True, start: int | None = None) -> None:
+    def __init__(
+        self, out_dir: str | Path, *, enabled: bool = True, start: int | None = None, redo: Sequence[str] = ()
+    ) -> None:
         self.enabled = enabled
         self.path = Path(out_dir) / "metrics.jsonl"
         self._tb = None
         if enabled:
             if start is not None:
-                self._drop_after(start)
+                self._drop_after(start, redo)
             self._tb = SummaryWriter(str(Path(out_dir) / "tb"))
 
-    def _drop_after(self, iteration: int) -> None:
+    def _drop_after(self, iteration: int, redo: Sequence[str]) -> None:
         if not self.path.is_file():
             return
         lines = self.path.read_text(encoding="utf-8").splitlines(keepends=True)
-        kept = [line for line in lines if _iteration(line) <= iteration]
+        kept = [line for line in lines if _kept(line, iteration, redo)]
         if len(kept) != len(lines):
             with atomic_write(self.path) as fh:
                 fh.writelines(kept)
@@ -54,10 +58,13 @@ class MetricsLogger:
             self._tb.close()
 
 
-def _iteration(line: str) -> float:
-    """The iteration of a ``metrics.jsonl`` line; infinity for a line that is not a record
-    (a line cut short when a run was killed while writing it)."""
+def _kept(line: str, start: int, redo: Sequence[str]) -> bool:
+    """Whether a ``metrics.jsonl`` line stays when a run restarts at ``start``: a record of an
+    earlier iteration, or of ``start`` without a key of ``redo``; not a line that is not a
+    record (one cut short when a run was killed while writing it)."""
     try:
-        return float(json.loads(line)["iteration"])
+        record = json.loads(line)
+        iteration = float(record["iteration"])
     except (ValueError, KeyError, TypeError):
-        return float("inf")
+        return False
+    return iteration < start or (iteration == start and not any(key in record for key in redo))
