@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from ..io import check_output_path
 from ..labels import relabel_dataset
-from .base import ArgumentParser, cli_entry, configure_output
+from .base import ArgumentParser, add_quiet, cli_entry, configure_output
 
 __all__ = ["build_parser", "main"]
 
@@ -24,6 +24,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--dataset", required=True, help="folder of hpaseg propagate (train.json, val.json, cells.csv)")
     parser.add_argument("--labels", required=True, help="ID,cell,Label CSV holding every cell of the dataset")
     parser.add_argument("--out", required=True, help="dataset folder to write")
+    add_quiet(parser)
     return parser
 
 

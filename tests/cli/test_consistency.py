@@ -35,7 +35,7 @@ def _run(stage: str, *argv) -> tuple[int, str]:
 
 def _one_line_error(rc: int, err: str, stage: str, *needles: str) -> str:
     assert rc == 2, err
-    lines = err.strip().splitlines()
+    lines = [line for line in err.strip().splitlines() if not line.startswith("warning: ")]  # warnings may precede
     assert len(lines) == 1, err
     assert lines[0].startswith(f"hpaseg {stage}: error: "), lines[0]
     for needle in needles:
@@ -109,6 +109,7 @@ def _argv(stage: str, tiny: dict, out: Path) -> list:
             out,
         ],
         "submit": ["--masks", masks, "--cells", cells, "--out", out],
+        "relabel": ["--dataset", dataset, "--labels", tiny["root"] / "refined_labels.csv", "--out", out],
         "evaluate": [
             "--truth",
             tiny["data"] / "truth.csv",
@@ -133,6 +134,7 @@ FOLDER_OUTPUTS = {
     "classify": "--out",
     "ablation": "--out",
     "predict --save-masks": "--save-masks",
+    "relabel": "--out",
     "visualize": "--out",
     "demo": "--out",
     "bench learn": "--out",
