@@ -15,14 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
-from .. import io
 from ..descriptors import describe_cells, descriptor_names
 from ..errors import InputError
 from ..labels import ImageRecord
 from ..weak import targets_matrix
-from .data import check_cache_inputs, check_cells_present, read_image_mask
+from .data import build_cell_cache
 
 __all__ = ["Bag", "descriptor_cache_dir", "descriptor_cache_paths", "build_descriptor_cache", "load_bags"]
 
@@ -71,21 +69,22 @@ def build_descriptor_cache(
         A missing channel or mask file, a mask whose size differs from its image, or a
         cell of the dataset that the mask does not have.
     """
-    cache_dir = Path(cache_dir)
-    todo = [r for r in records if not all(p.is_file() for p in descriptor_cache_paths(cache_dir, r.image_id))]
-    by_id = {r.image_id: r for r in todo}
-    check_cache_inputs(todo, data_dir, mask_dir)
-    bar = tqdm(total=len(todo), desc="describe cells", unit="img", disable=not progress or not todo)
-    for image_id, image in io.iter_rgby(data_dir, [r.image_id for r in todo], workers=workers):
-        label_image = read_image_mask(mask_dir, image_id, image.shape, data_dir)
-        x, ids = describe_cells(image, label_image)
-        check_cells_present(by_id[image_id], ids, io.mask_paths(mask_dir, image_id)[0])
-        x_path, ids_path = descriptor_cache_paths(cache_dir, image_id)
-        io.write_npy(ids_path, ids.astype(np.int64))
-        io.write_npy(x_path, x)
-        bar.update()
-    bar.close()
-    return cache_dir
+    return build_cell_cache(
+        records,
+        data_dir,
+        mask_dir,
+        cache_dir,
+        paths=descriptor_cache_paths,
+        compute=_describe,
+        desc="describe cells",
+        workers=workers,
+        progress=progress,
+    )
+
+
+def _describe(image: np.ndarray, label_image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    x, ids = describe_cells(image, label_image)
+    return x, ids.astype(np.int64)
 
 
 def load_bags(records: Sequence[ImageRecord], cache_dir: str | Path) -> list[Bag]:

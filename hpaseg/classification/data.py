@@ -53,6 +53,7 @@ from ..labels import ImageRecord
 from ..transforms import resize_image, resize_labels, square_image, to_tensor
 
 __all__ = [
+    "build_cell_cache",
     "CHANNEL_MODES",
     "channel_count",
     "select_channels",
@@ -370,18 +371,53 @@ def build_crop_cache(
         cell of the dataset that the mask does not have (the dataset was propagated from
         other masks).
     """
+    return build_cell_cache(
+        records,
+        data_dir,
+        mask_dir,
+        cache_dir,
+        paths=crop_cache_paths,
+        compute=lambda image, label_image: crop_cells(image, label_image, size),
+        desc=f"crop cells {size}px",
+        workers=workers,
+        progress=progress,
+    )
+
+
+def build_cell_cache(
+    records: Sequence[ImageRecord],
+    data_dir: str | Path,
+    mask_dir: str | Path,
+    cache_dir: str | Path,
+    *,
+    paths: Callable[[Path, str], tuple[Path, Path]],
+    compute: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
+    desc: str,
+    workers: int = 4,
+    progress: bool = True,
+) -> Path:
+    """One per-cell cache: for every image not cached yet, ``compute(image, cells)`` gives
+    ``(values, cell ids)``, written to ``paths(cache_dir, image_id)`` (ids first, values
+    last: a file of values marks the image done; atomic files, so a killed run resumes).
+
+    Raises
+    ------
+    InputError
+        A missing channel or mask file, a mask whose size differs from its image, or a
+        cell of the dataset that the mask does not have.
+    """
     cache_dir = Path(cache_dir)
-    todo = [r for r in records if not all(p.is_file() for p in crop_cache_paths(cache_dir, r.image_id))]
+    todo = [r for r in records if not all(p.is_file() for p in paths(cache_dir, r.image_id))]
     by_id = {r.image_id: r for r in todo}
     check_cache_inputs(todo, data_dir, mask_dir)
-    bar = tqdm(total=len(todo), desc=f"crop cells {size}px", unit="img", disable=not progress or not todo)
+    bar = tqdm(total=len(todo), desc=desc, unit="img", disable=not progress or not todo)
     for image_id, image in io.iter_rgby(data_dir, [r.image_id for r in todo], workers=workers):
         label_image = read_image_mask(mask_dir, image_id, image.shape, data_dir)
-        crops, ids = crop_cells(image, label_image, size)
+        values, ids = compute(image, label_image)
         check_cells_present(by_id[image_id], ids, io.mask_paths(mask_dir, image_id)[0])
-        crops_path, ids_path = crop_cache_paths(cache_dir, image_id)
+        values_path, ids_path = paths(cache_dir, image_id)
         io.write_npy(ids_path, ids)
-        io.write_npy(crops_path, crops)
+        io.write_npy(values_path, values)
         bar.update()
     bar.close()
     return cache_dir

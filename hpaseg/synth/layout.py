@@ -184,6 +184,22 @@ def _compact_shapes(rng: np.random.Generator, c: np.ndarray, r: np.ndarray, n_mi
     modes = np.stack([rng.uniform(0, 0.06, (n, 3)), rng.uniform(0, 2 * np.pi, (n, 3))], axis=-1)
     modes[mitotic, :, 0] = 0.0
     nuc = _nuclei_params(rng, r, orient, mitotic, _NUCLEUS_TO_CELL_DIAMETER, 0.12, (1.0, 1.35))
+    mix = rng.uniform(0, 2 * np.pi, n)
+    return _cells(c, r, elong, orient, modes, mitotic, nuc, mix, np.zeros((n, 0, 3)))
+
+
+def _cells(
+    c: np.ndarray,
+    r: np.ndarray,
+    elong: np.ndarray,
+    orient: np.ndarray,
+    modes: np.ndarray,
+    mitotic: np.ndarray,
+    nuc: dict,
+    mix: np.ndarray,
+    protrusions: np.ndarray,
+) -> Cells:
+    """The :class:`Cells` of centres ``c`` and the drawn shape parameters, nuclei placed by ``nuc``."""
     return Cells(
         cy=c[:, 0],
         cx=c[:, 1],
@@ -197,8 +213,8 @@ def _compact_shapes(rng: np.random.Generator, c: np.ndarray, r: np.ndarray, n_mi
         na=nuc["na"],
         nb=nuc["nb"],
         norient=nuc["norient"],
-        mix=rng.uniform(0, 2 * np.pi, n),
-        protrusions=np.zeros((n, 0, 3)),
+        mix=mix,
+        protrusions=protrusions,
     )
 
 
@@ -300,22 +316,8 @@ def _place_real(rng: np.random.Generator, size: int, scale: float, n_mitotic: in
     nuc = _nuclei_params(
         rng, r, orient, mitotic, _RL_NUCLEUS_TO_CELL_RADIUS, _RL_NUCLEUS_OFFSET, extra, 1 + follow * (elong - 1)
     )
-    return Cells(
-        cy=c[:, 0],
-        cx=c[:, 1],
-        r=r,
-        elong=elong,
-        orient=orient,
-        modes=modes,
-        mitotic=mitotic,
-        ny=c[:, 0] + nuc["offset"] * np.sin(nuc["offset_angle"]),
-        nx=c[:, 1] + nuc["offset"] * np.cos(nuc["offset_angle"]),
-        na=nuc["na"],
-        nb=nuc["nb"],
-        norient=nuc["norient"],
-        mix=rng.uniform(0, 2 * np.pi, n),
-        protrusions=_protrusions(rng, n, mitotic),
-    )
+    mix = rng.uniform(0, 2 * np.pi, n)  # drawn before the protrusions, as always
+    return _cells(c, r, elong, orient, modes, mitotic, nuc, mix, _protrusions(rng, n, mitotic))
 
 
 # --------------------------------------------------------------------------- tessellation
