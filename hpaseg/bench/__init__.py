@@ -15,6 +15,9 @@ BENCHMARKS: dict[str, str] = {
     "train": "Mask R-CNN training and inference images/s per backbone and engine",
     "learn": "does a short CPU Mask R-CNN training run beat random labels? (synthetic data)",
     "synth": "statistics of synthetic fields next to real HPA fields (cell area, density, touching, intensities)",
+    "predict": "the Mask R-CNN predict chain per image at 2048 px, each step's share, peak memory",
+    "loader": "image cache + DataLoader images/s per worker at the working size, vs the model's consumption",
+    "gpu": "one-command GPU check: training/inference images/s with AMP, predict chain, peak GPU memory, loss falling",
 }
 
 

@@ -51,6 +51,8 @@ __all__ = [
     "MODEL_KIND",
     "RGBY_MEAN",
     "RGBY_STD",
+    "RPN_PRE_NMS_TOP_N",
+    "RPN_POST_NMS_TOP_N",
     "build_maskrcnn",
     "classification_net",
     "load_classification_weights",
@@ -66,6 +68,12 @@ RGBY_MEAN: tuple[float, ...] = (0.485, 0.456, 0.406, 0.4705)
 RGBY_STD: tuple[float, ...] = (0.229, 0.224, 0.225, 0.2265)
 #: Detections kept per image: HPA images hold up to ~60 cells (before NMS of duplicates).
 DETECTIONS_PER_IMAGE = 300
+#: RPN proposals per FPN level kept before NMS, (training, inference), and per image after
+#: it: detectron2's values in ``Base-HPA-MaskRCNN.yaml`` (``MODEL.RPN.PRE_NMS_TOPK_*``,
+#: ``POST_NMS_TOPK_*``), so both engines train and predict on the same proposals
+#: (torchvision's own defaults keep 2000 after NMS in training).
+RPN_PRE_NMS_TOP_N: tuple[int, int] = (2000, 1000)
+RPN_POST_NMS_TOP_N: tuple[int, int] = (1000, 1000)
 #: Box/mask head classes: background and cell.
 DETECTION_CLASSES = 2
 #: Checkpoint ``kind`` of this model (class-agnostic cells + multi-label head); earlier
@@ -182,10 +190,13 @@ def classification_net(backbone: str, pretrained: str | Path | None = None) -> n
     return net
 
 
-def _feature_extractor(backbone: str, pretrained: str | Path | None) -> tuple[nn.Module, int]:
-    """The backbone as a module returning an OrderedDict of feature maps, and its number of levels."""
+def _feature_extractor(backbone: str, pretrained: str | Path | None, frozen: bool) -> tuple[nn.Module, int]:
+    """The backbone as a module returning an OrderedDict of feature maps, and its number of levels.
+
+    ``frozen``: FrozenBatchNorm2d everywhere and, for the ResNets, the stem and ``layer1``
+    not trained (detectron2's ``FrozenBN`` with ``FREEZE_AT: 2``)."""
     net = classification_net(backbone, pretrained)
-    if pretrained is not None:
+    if frozen:
         _freeze_batchnorm(net)  # batches of 1-4 images: keep the pretrained statistics
     if backbone == "densenet121_c5":
         features = nn.Sequential(net.features, nn.ReLU(inplace=True))
@@ -203,7 +214,7 @@ def _feature_extractor(backbone: str, pretrained: str | Path | None) -> tuple[nn
             ),
             5,
         )
-    if pretrained is not None:  # as torchvision: train layers 2-4 of a pretrained ResNet
+    if frozen:  # as torchvision: train layers 2-4 of a pretrained ResNet
         for name, param in net.named_parameters():
             if not name.startswith(("layer2", "layer3", "layer4")):
                 param.requires_grad_(False)
@@ -252,6 +263,7 @@ def build_maskrcnn(
     score_threshold: float = 0.05,
     roi_batch_size: int = 512,
     label_loss_weight: float = 1.0,
+    frozen_backbone: bool | None = None,
 ) -> MaskRCNN:
     """Build a four-channel Mask R-CNN: class-agnostic cells and a multi-label head.
 
@@ -272,6 +284,10 @@ def build_maskrcnn(
         faster and enough for the ~10-60 cells of an image).
     label_loss_weight : float
         Factor of the multi-label head's loss (``loss_labels``).
+    frozen_backbone : bool, optional
+        FrozenBatchNorm2d in the backbone and, for the ResNets, the stem and ``layer1``
+        frozen, as detectron2's configs (``FrozenBN``, ``FREEZE_AT: 2``); default: when
+        ``pretrained`` is given (trainable BatchNorm suits training from scratch).
 
     Returns
     -------
@@ -281,7 +297,8 @@ def build_maskrcnn(
         in eval mode each output also has ``label_probs`` (detections, 19).
     """
     _check_backbone(backbone)
-    features, levels = _feature_extractor(backbone, pretrained)
+    frozen = pretrained is not None if frozen_backbone is None else bool(frozen_backbone)
+    features, levels = _feature_extractor(backbone, pretrained, frozen)
     featmap_names = ["0"] if levels == 1 else ["0", "1", "2", "3"]
     sizes = anchor_sizes(image_size, levels)
     anchors = AnchorGenerator(sizes=sizes, aspect_ratios=(ANCHOR_ASPECT_RATIOS,) * len(sizes))
@@ -298,6 +315,10 @@ def build_maskrcnn(
         box_score_thresh=score_threshold,
         box_detections_per_img=DETECTIONS_PER_IMAGE,
         box_batch_size_per_image=roi_batch_size,
+        rpn_pre_nms_top_n_train=RPN_PRE_NMS_TOP_N[0],
+        rpn_pre_nms_top_n_test=RPN_PRE_NMS_TOP_N[1],
+        rpn_post_nms_top_n_train=RPN_POST_NMS_TOP_N[0],
+        rpn_post_nms_top_n_test=RPN_POST_NMS_TOP_N[1],
     )
     model.roi_heads = MultiLabelRoIHeads(model.roi_heads, num_classes, label_loss_weight=label_loss_weight)
     return model

@@ -8,9 +8,10 @@ from pathlib import Path
 
 from torch.utils.tensorboard import SummaryWriter
 
+from ..errors import InputError
 from ..io import atomic_write
 
-__all__ = ["MetricsLogger"]
+__all__ = ["MetricsLogger", "read_metrics"]
 
 
 class MetricsLogger:
@@ -68,3 +69,29 @@ def _kept(line: str, start: int, redo: Sequence[str]) -> bool:
     except (ValueError, KeyError, TypeError):
         return False
     return iteration < start or (iteration == start and not any(key in record for key in redo))
+
+
+def read_metrics(out_dir: str | Path) -> list[dict[str, float]]:
+    """The records :class:`MetricsLogger` appended to ``RUN/metrics.jsonl``, in order.
+
+    Raises
+    ------
+    InputError
+        No such file, or a line that is not a JSON object.
+    """
+    path = Path(out_dir) / "metrics.jsonl"
+    if not path.is_file():
+        raise InputError(f"{path}: no such file; expected the metrics log of a training run")
+    records = []
+    with open(path, encoding="utf-8") as fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{path}: line {number} is not JSON ({exc.msg})") from exc
+            if not isinstance(record, dict):
+                raise InputError(f"{path}: line {number} is not a JSON object")
+            records.append(record)
+    return records
