@@ -54,7 +54,7 @@ def build_parser() -> ArgumentParser:
         "--supervisions", nargs="+", default=["propagated", "mil", "refined"], help="cell-classifier runs to train"
     )
     parser.add_argument(
-        "--maskrcnn-iters", type=int, default=300, help="Mask R-CNN iterations, 0 = no Mask R-CNN (default 300)"
+        "--maskrcnn-iters", type=int, default=600, help="Mask R-CNN iterations, 0 = no Mask R-CNN (default 600)"
     )
     parser.add_argument("--image-size", type=int, default=256, help="Mask R-CNN working size in px (default 256)")
     parser.add_argument("--workers", type=int, default=2)

@@ -48,7 +48,7 @@ class DemoConfig:
     seed: int = 0
     workers: int = 2
     backbone: str = "densenet121"
-    train_iters: int = 120
+    train_iters: int = 60
     image_size: int = 256
     batch_size: int = 2
     lr: float = 0.16
@@ -164,6 +164,7 @@ def _routes(cfg: DemoConfig, out: Path, data: Path, masks: Path, dataset: Path) 
             "image_size": cfg.image_size,
             "batch_size": cfg.batch_size,
             "base_lr": cfg.lr,
+            "warmup_iters": max(1, min(50, cfg.train_iters // 4)),
         },
         workers=cfg.workers,
         seed=cfg.seed,

@@ -1,5 +1,5 @@
-"""The real Kaggle HPA fields (../shared/data/hpa_kaggle_fields: four fields of 2048 and
-3072 px with HPA-Cell-Segmentation's cell masks and their image labels) through the whole
+"""The real Kaggle HPA fields (../shared/data/hpa_kaggle_fields: four fields of 2048 px
+with HPA-Cell-Segmentation's cell masks and their image labels) through the whole
 pipeline, command by command as a user runs it: HPA's masks read as precomputed cells
 (nuclei from the blue channel) -> propagate -> classify (cell level, the CPU default) ->
 predict -> submission -> validate; the built-in segmenter's masks through the same
