@@ -186,6 +186,10 @@ def _report(scores: Sequence[RouteScore], seg: dict, overlay: Path, n_test: int)
         )
         log.info("   mAP %.4f  cell AP %.4f  %s%s", row.mAP, row.cell_macro_ap, row.route, seconds)
     log.info("overlay: %s (truth | cell classifier | Mask R-CNN; each cell in its top class's colour)", overlay)
+    log.info(
+        "Mask R-CNN trains for only a few CPU iterations here, to keep the demo short; "
+        "'python -m hpaseg.bench learn' trains it for 600 (benchmarks/RESULTS.md)"
+    )
 
 
 def run_demo(cfg: DemoConfig) -> dict:
