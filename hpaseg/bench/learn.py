@@ -7,10 +7,14 @@ propagates the training labels, then trains and scores every route of
 baselines (class prior, random, weak labels = the test images' true labels on every
 cell), the cell classifier with each supervision (propagated, mil, refined), Mask R-CNN
 trained on the refined run's cleaned labels, and the hybrid. Then, on the refined run's
-probabilities, the score rules: fusion (product, mean, cell, image) x Negative
-(max, model), and a score floor of 0.05. One row per route or rule: competition mAP,
+probabilities, the score rules: fusion (product, cell, image, mean with w 0.1-0.5) x
+Negative (max, model), and a score floor of 0.05. One row per route or rule: competition mAP,
 per-cell macro AP, training seconds. Writes ``OUT/learn.json`` and ``OUT/learn.md``.
 Reruns reuse the data and finished runs.
+
+Time budget on 2 CPU cores: about 25 minutes with the defaults (the three cell
+classifiers about 2 minutes, Mask R-CNN's 600 iterations about 20; ``--maskrcnn-iters 0``
+skips it). Measured figures: benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
