@@ -251,9 +251,11 @@ def cell_scores(
     dict of int to list of (int, float)
         Cell k -> :func:`hpaseg.labels.cell_labels` of its fused scores.
 
+    One cell (so the image's mean is the cell itself), detection score 0.5:
+
     >>> p = np.zeros((1, 19)); p[0, 3] = 0.8
     >>> [(k, round(v, 2)) for k, v in cell_scores(p, np.array([0.5]))[1][:2]]
-    [(3, 0.64), (18, 0.36)]
+    [(3, 0.4), (18, 0.1)]
     """
     if len(probabilities) == 0:
         return {}

@@ -282,8 +282,15 @@ def test_run_model_requeued_resumes(slurm, coco_dataset):
             "PYTHON": PYTHON,
         },
     )
-    # Requeue once a checkpoint exists (or the job ended early: its log then tells why).
-    _poll(lambda: any(run.glob("*.pth")) or _ended(slurm, job), f"a checkpoint in {run}", slurm, TRAIN_TIMEOUT_S)
+    # Requeue once a checkpoint is marked as the one to resume from (or the job ended early:
+    # its log then tells why). The marker is written just after the .pth file: a requeue
+    # between the two resumes from the checkpoint before, here from iteration 0.
+    _poll(
+        lambda: (run / "last_checkpoint").is_file() or _ended(slurm, job),
+        f"a checkpoint in {run}",
+        slurm,
+        TRAIN_TIMEOUT_S,
+    )
     slurm.run(["scontrol", "requeue", str(job)])
     _poll(lambda: all(int(r.get("Restarts", 0)) >= 1 for r in slurm.jobs(job)), f"job {job} requeued", slurm, 60)
     _assert_completed(slurm, slurm.wait(job, timeout=TRAIN_TIMEOUT_S, expect=None))
@@ -294,7 +301,8 @@ def test_run_model_requeued_resumes(slurm, coco_dataset):
 
 
 def _ended(cluster: SlurmCluster, job: int) -> bool:
-    return all(r.get("JobState") in TERMINAL_STATES for r in cluster.jobs(job))
+    records = cluster.jobs(job)
+    return bool(records) and all(r.get("JobState") in TERMINAL_STATES for r in records)
 
 
 def _poll(predicate, what: str, cluster: SlurmCluster, timeout: float) -> None:
