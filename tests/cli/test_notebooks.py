@@ -216,3 +216,40 @@ def test_classifier_study_notebook_runs_on_ablation_results(tmp_path):
     assert len(_pngs(nb)) == 3  # metrics per configuration, AP heatmap, confusion grid
     table = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "text/markdown" in o.get("data", {})]
     assert table and "| efficientnet_b0-focal-cutmix |" in table[0]["data"]["text/markdown"]
+
+
+def test_eval_notebook_draws_a_real_field(shared_data, trained_run, tmp_path):
+    """A real Kaggle HPA field (2048 px) through the evaluation notebook: the tiny run
+    predicts it, and its cells are drawn beside HPA-Cell-Segmentation's cells with the
+    field's propagated image labels (real fields have no per-cell truth)."""
+    from hpaseg.cli import propagate as propagate_cli
+
+    fields = shared_data / "hpa_kaggle_fields"
+    field = "000a6c98-bb9b-11e8-b2b9-ac1f6b6435d0"
+    data, masks = tmp_path / "real", tmp_path / "hpa_masks"
+    data.mkdir()
+    masks.mkdir()
+    for path in fields.glob(f"{field}_*.png"):
+        shutil.copy(path, (masks if path.name.endswith("_cellmask.png") else data) / path.name)
+    labels = io.read_labels_csv(fields / "train.csv")
+    io.write_labels_csv(tmp_path / "labels.csv", {field: labels[field]})
+    argv = ["--csv", tmp_path / "labels.csv", "--masks", masks, "--out", tmp_path / "weak", "--quiet"]
+    assert propagate_cli.main([str(a) for a in argv]) == 0
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model_final.pth").symlink_to(trained_run / "model_final.pth")
+    params = {
+        "RUN_DIR": str(run),
+        "DATA_DIR": str(data),
+        "TRUTH_CSV": None,
+        "WEAK_CELLS_CSV": str(tmp_path / "weak" / "cells.csv"),
+        "WEAK_MASKS_DIR": str(masks),
+        "IMAGE_IDS": [field],
+        "BACKBONE": "densenet121",
+        "PREDICT": True,
+        "DEVICE": "cpu",
+    }
+    nb = notebook.execute_notebook(NOTEBOOKS / "Resnext101-Eval.ipynb", params, timeout_s=CELL_TIMEOUT_S)
+    pngs = _pngs(nb)
+    assert len(pngs) == 2 and "2 Axes" in pngs[1][1]  # channels; prediction | HPA cells with weak labels
+    assert (run / "eval_real" / "submission.csv").is_file()
