@@ -14,7 +14,8 @@ The default was chosen by 5-fold cross-validation on the training images of the
 synthetic benchmark (per-cell truth of held-out folds, the descriptor network with
 refined supervision): competition mAP 0.655-0.658 for ``mean`` with ``w`` 0.05-0.3 (a
 flat optimum; 0.2 is its middle), 0.649 at 0.5, ``product`` 0.602, ``image`` 0.619,
-``cell`` 0.551. Per-class AP pools the cells of all images, so how likely an image is
+``cell`` 0.551; with the shipped network settings ``w`` 0.2 0.669, 0.5 0.665, ``image``
+0.629, ``product`` 0.582. Per-class AP pools the cells of all images, so how likely an image is
 to hold a class matters more than which of its cells do; the cell term breaks ties
 within an image. ``hpaseg.bench learn`` reports every rule on the held-out test set
 (benchmarks/RESULTS.md).
