@@ -9,10 +9,10 @@ The route (:class:`CellClassifierPredictor`):
 2. Each cell is classified by the cell-level run: per-class probabilities ``p_cell``.
    A descriptors run describes each cell (:func:`hpaseg.descriptors.describe_cells`);
    a CNN run crops it as in training (:func:`hpaseg.classification.data.crop_cell`).
-3. The image's probabilities ``p_image``: an image-level run's, when given, else the
-   mean of its cells' (:func:`hpaseg.weak.image_probabilities`).
+3. The image's probabilities ``p_image``: an image-level run's, when given, else
+   pooled from its cells' (:func:`hpaseg.weak.image_probabilities`).
 4. Scores by the score rule (:class:`hpaseg.weak.ScoreRule`: by default
-   ``p_cell * p_image``, Negative from the other classes), then labels by the label rule
+   ``0.2 * p_cell + 0.8 * p_image``, Negative from the other classes), then labels by the label rule
    (:func:`hpaseg.labels.cell_labels`; every class by default).
 """
 
@@ -225,7 +225,7 @@ class CellClassifierPredictor:
     cell_classifier : LoadedClassifier
         A cell-level run.
     image_classifier : LoadedClassifier, optional
-        An image-level run giving the image's probabilities (default: its cells' mean).
+        An image-level run giving the image's probabilities (default: pooled from its cells).
     score_rule : ScoreRule
     rule : LabelRule
     """

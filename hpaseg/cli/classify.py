@@ -185,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if result.get("image_macro_ap") is not None:
         print(
-            f"validation images ({result['n_val_images']}): macro AP of their cells' mean probabilities {fmt(result['image_macro_ap'])}; {result['rounds']} round(s), {result['train_seconds']:.0f} s of training"
+            f"validation images ({result['n_val_images']}): macro AP of the image probabilities pooled from their cells {fmt(result['image_macro_ap'])}; {result['rounds']} round(s), {result['train_seconds']:.0f} s of training"
         )
     print(f"wrote {Path(cfg.out) / (FINAL + '.pth')} and {Path(cfg.out) / EVAL_FILE}")
     return 0

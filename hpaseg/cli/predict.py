@@ -12,7 +12,7 @@ Routes, each a predictor run by the one predict loop (:func:`hpaseg.pipeline.pre
 * Cell classifier (``--classifier RUN --masks MASKS``): the cells of the segmentation
   masks, each classified (:class:`hpaseg.classification.CellClassifierPredictor`); the
   image's probabilities come from an image-level run (``--image-classifier``) or the
-  mean of its cells.
+  pooled from its cells (``--image-pooling``).
 * Hybrid (``--weights W --classifier RUN``): Mask R-CNN finds the cells, the cell
   classifier labels them (:class:`hpaseg.pipeline.predict.RescoredPredictor`).
 
@@ -47,7 +47,7 @@ from ..pipeline.predict import (
     write_predictions,
 )
 from ..runtime.hardware import default_device
-from ..weak import FUSIONS, NEGATIVE_RULES, ScoreRule
+from ..weak import FUSIONS, IMAGE_POOLINGS, NEGATIVE_RULES, ScoreRule
 from .base import ArgumentParser, add_quiet, cli_entry, configure_output
 
 __all__ = ["build_parser", "main"]
@@ -90,7 +90,7 @@ def _add_classifier_options(parser: ArgumentParser) -> None:
     )
     g.add_argument(
         "--image-classifier",
-        help="image-level run of hpaseg classify giving each image's probabilities (default: its cells' mean)",
+        help="image-level run of hpaseg classify giving each image's probabilities (default: pooled from its cells)",
     )
     d = ScoreRule()
     g.add_argument(
@@ -103,6 +103,11 @@ def _add_classifier_options(parser: ArgumentParser) -> None:
         type=float,
         default=d.weight,
         help=f"--fusion mean: w in w * p_cell + (1 - w) * p_image (default {d.weight})",
+    )
+    g.add_argument(
+        "--image-pooling",
+        default=d.image_pooling,
+        help=f"{', '.join(IMAGE_POOLINGS)}: how an image's probabilities come from its cells' when no --image-classifier is given (default {d.image_pooling})",
     )
     g.add_argument(
         "--negative",
@@ -239,7 +244,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _check_classifier_args(args)
         if args.weights is not None:
             _check_maskrcnn_args(argparse.Namespace(**{**vars(args), "masks": None, "image_classifier": None}))
-    score_rule = ScoreRule(fusion=args.fusion, weight=args.fusion_weight, negative=args.negative)
+    score_rule = ScoreRule(
+        fusion=args.fusion, weight=args.fusion_weight, negative=args.negative, image_pooling=args.image_pooling
+    )
     rule = LabelRule(min_score=args.min_score, negative_threshold=args.negative_threshold)
     if args.batch_size < 1:
         raise InputError(f"--batch-size {args.batch_size}: expected a positive integer")

@@ -15,7 +15,7 @@ their own mask are dropped. Masks are pasted back at the image's original resolu
 
 Reported scores (:func:`cell_scores`): :func:`hpaseg.weak.fuse_scores` of the image's
 cells' probabilities by ``score_rule`` (default: ``0.2 * p_cell + 0.8 * p_image`` with
-``p_image`` the image's cells' mean, Negative the larger of its own and ``prod_k (1 - s_k)``), optionally times
+``p_image`` pooled from the image's cells, Negative the larger of its own and ``prod_k (1 - s_k)``), optionally times
 the cell's detection score (``weight_by_detection``), then the label rule
 (:func:`hpaseg.labels.cell_labels`).
 
@@ -251,7 +251,7 @@ def cell_scores(
     dict of int to list of (int, float)
         Cell k -> :func:`hpaseg.labels.cell_labels` of its fused scores.
 
-    One cell (so the image's mean is the cell itself), detection score 0.5:
+    One cell (so the image's pooled probabilities are the cell's), detection score 0.5:
 
     >>> p = np.zeros((1, 19)); p[0, 3] = 0.8
     >>> [(k, round(v, 2)) for k, v in cell_scores(p, np.array([0.5]))[1][:2]]

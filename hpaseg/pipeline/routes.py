@@ -227,11 +227,12 @@ def _maskrcnn(cfg: RoutesConfig, labeller_run: Path, progress: bool) -> tuple[Pa
         seed=cfg.seed,
         **settings,
     )
-    started = time.perf_counter()
+    record = run / "route_seconds.json"  # the training's seconds, for reruns that reuse the run
     if not (run / "model_final.pth").is_file():
+        started = time.perf_counter()
         train_torchvision(train, resume=True, progress=progress)
-    seconds = time.perf_counter() - started
-    return run, seconds
+        io.write_json(record, {"train_seconds": time.perf_counter() - started})
+    return run, float(io.read_json(record)["train_seconds"]) if record.is_file() else float("nan")
 
 
 def _predicted(name: str, predictor, cfg: RoutesConfig, truth, seconds: float | None, tag: str) -> RouteScore:

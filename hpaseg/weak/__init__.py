@@ -12,7 +12,15 @@ Pure numpy/torch on top of :mod:`hpaseg.classes`; the trainers of
 """
 
 from .bags import POOLINGS, bag_loss, pool_logits, propagated_targets, targets_matrix
-from .fusion import FUSIONS, NEGATIVE_RULES, ScoreRule, fuse_scores, image_probabilities, negative_from_classes
+from .fusion import (
+    FUSIONS,
+    IMAGE_POOLINGS,
+    NEGATIVE_RULES,
+    ScoreRule,
+    fuse_scores,
+    image_probabilities,
+    negative_from_classes,
+)
 from .refine import refine_targets
 
 __all__ = [
@@ -27,5 +35,6 @@ __all__ = [
     "ScoreRule",
     "fuse_scores",
     "image_probabilities",
+    "IMAGE_POOLINGS",
     "negative_from_classes",
 ]

@@ -44,13 +44,23 @@ def test_negative_rules():
     assert negative_from_classes(p)[0] == pytest.approx(0.1)
 
 
-def test_image_probabilities_are_the_cells_mean():
-    assert np.allclose(image_probabilities(_cells())[0], 0.6)
+def test_image_probabilities_pool_the_cells():
+    assert np.allclose(image_probabilities(_cells(), "mean")[0], 0.6)
     assert image_probabilities(np.zeros((0, 19))).shape == (19,)
+    lse = image_probabilities(_cells())  # log-sum-exp: between the mean and the best cell
+    assert 0.6 < lse[0] < 0.9 and np.allclose(lse[1:], 0.02)
+    one = np.full((1, 19), 0.3)
+    assert np.allclose(image_probabilities(one), 0.3)  # one cell: the cell itself
 
 
 @pytest.mark.parametrize(
-    "kwargs, param", [({"fusion": "sum"}, "fusion"), ({"negative": "x"}, "negative"), ({"weight": 2}, "fusion_weight")]
+    "kwargs, param",
+    [
+        ({"fusion": "sum"}, "fusion"),
+        ({"negative": "x"}, "negative"),
+        ({"weight": 2}, "fusion_weight"),
+        ({"image_pooling": "max"}, "image_pooling"),
+    ],
 )
 def test_bad_rules_name_the_parameter(kwargs, param):
     with pytest.raises(InputError) as err:
