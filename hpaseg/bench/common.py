@@ -14,9 +14,10 @@ import cv2
 import torch
 
 from ..errors import InputError
+from ..labels import propagate_dataset
 from ..synth import generate_dataset
 
-__all__ = ["StepTimer", "peak_rss_mb", "pinned_cores", "synth_folder", "sync", "machine"]
+__all__ = ["StepTimer", "peak_rss_mb", "pinned_cores", "synth_folder", "synth_training_set", "sync", "machine"]
 
 
 def peak_rss_mb() -> float:
@@ -106,6 +107,23 @@ def synth_folder(out: str | Path, *, n_images: int, size: int, seed: int = 0, sp
     n_train, n_test = (n_images, 0) if split == "train" else (0, n_images)
     generate_dataset(out, n_train, n_test, size, seed, progress=False, overwrite=True)
     return Path(out) / split
+
+
+def synth_training_set(root: str | Path, *, n_images: int, size: int, seed: int = 0) -> tuple[Path, Path]:
+    """Synthetic training fields in ``root/data`` (:func:`synth_folder`) with their true masks
+    propagated into a COCO dataset in ``root/dataset`` (no validation split); returns
+    ``(image folder, dataset folder)``."""
+    root = Path(root)
+    data = synth_folder(root / "data", n_images=n_images, size=size, seed=seed, split="train")
+    propagate_dataset(
+        root / "data" / "train.csv",
+        root / "data" / "masks",
+        root / "dataset",
+        data_dir=data,
+        val_fraction=0.0,
+        progress=False,
+    )
+    return data, root / "dataset"
 
 
 def machine(device: torch.device) -> str:

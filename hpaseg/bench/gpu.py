@@ -40,9 +40,8 @@ from ..cli.base import ArgumentParser, add_quiet, cli_entry
 from ..detection import BACKBONES, TrainConfig, train_torchvision
 from ..errors import InputError
 from ..io import write_json
-from ..labels import propagate_dataset
 from ..runtime.logger import read_metrics
-from .common import machine, peak_rss_mb, synth_folder
+from .common import machine, peak_rss_mb, synth_training_set
 from .loader import bench_loader
 from .predict import bench_predict
 from .train import DETECTRON2_CONFIGS, bench_detectron2, bench_torchvision, synth_batch
@@ -184,18 +183,10 @@ def section_learn(check: GpuCheck, device: torch.device) -> dict:
     """A short DenseNet121-FPN training run on synthetic data; its losses."""
     with tempfile.TemporaryDirectory(prefix="hpaseg-bench-gpu-") as tmp:
         root = Path(tmp)
-        data = synth_folder(root / "data", n_images=check.learn_images, size=check.learn_size, split="train")
-        propagate_dataset(
-            root / "data" / "train.csv",
-            root / "data" / "masks",
-            root / "dataset",
-            data_dir=data,
-            val_fraction=0.0,
-            progress=False,
-        )
+        data, dataset = synth_training_set(root, n_images=check.learn_images, size=check.learn_size)
         cfg = TrainConfig(
             backbone="densenet121",
-            dataset=str(root / "dataset"),
+            dataset=str(dataset),
             data=str(data),
             out=str(root / "run"),
             image_size=check.learn_image_size,

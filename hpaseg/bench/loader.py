@@ -20,7 +20,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,8 +30,8 @@ from ..cli.base import ArgumentParser, add_quiet, cli_entry
 from ..detection import BACKBONES, DEFAULT_BACKBONE, CellDataset, collate
 from ..errors import InputError
 from ..io import write_json
-from ..labels import build_cache, cache_folder, load_coco_split, propagate_dataset
-from .common import machine, peak_rss_mb, synth_folder
+from ..labels import build_cache, cache_folder, load_coco_split
+from .common import machine, peak_rss_mb, synth_training_set
 from .train import bench_torchvision, synth_batch
 
 __all__ = ["build_parser", "time_loader", "bench_loader", "main"]
@@ -78,18 +77,9 @@ def bench_loader(
             param="images",
         )
     with tempfile.TemporaryDirectory(prefix="hpaseg-bench-loader-") as tmp:
-        root = Path(tmp)
-        data = synth_folder(root / "data", n_images=images, size=size, seed=seed, split="train")
-        propagate_dataset(
-            root / "data" / "train.csv",
-            root / "data" / "masks",
-            root / "dataset",
-            data_dir=data,
-            val_fraction=0.0,
-            progress=False,
-        )
-        records = [r for r in load_coco_split(root / "dataset" / "train.json") if r.cells]
-        cache = cache_folder(root / "dataset", image_size)
+        data, dataset = synth_training_set(tmp, n_images=images, size=size, seed=seed)
+        records = [r for r in load_coco_split(dataset / "train.json") if r.cells]
+        cache = cache_folder(dataset, image_size)
         t0 = time.perf_counter()
         build_cache(records, data, cache, image_size, workers=1, progress=False)
         cache_s = time.perf_counter() - t0

@@ -42,6 +42,7 @@ from ..errors import InputError
 from ..io import check_output_path, write_json
 from ..synth import image_rng, synth_image
 from ..transforms import to_tensor
+from .common import sync
 
 __all__ = ["build_parser", "bench_torchvision", "bench_detectron2", "synth_batch", "main"]
 
@@ -63,18 +64,13 @@ def synth_batch(size: int, n: int, seed: int) -> list[tuple[np.ndarray, np.ndarr
     return out
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _time_steps(step, iters: int, device: torch.device) -> float:
     step()  # warm-up (cuDNN autotuning, allocator)
-    _sync(device)
+    sync(device)
     start = time.perf_counter()
     for _ in range(iters):
         step()
-    _sync(device)
+    sync(device)
     return time.perf_counter() - start
 
 
