@@ -14,6 +14,7 @@ BENCHMARKS: dict[str, str] = {
     "segment": "default (watershed) segmenter on 2048x2048 RGBY input, one worker",
     "train": "Mask R-CNN training and inference images/s per backbone and engine",
     "learn": "every route trained on image labels of a synthetic set, scored on per-cell truth against the baselines",
+    "cv": "cross-validation of the cell classifier's score rules on the training images of a bench learn set",
     "synth": "statistics of synthetic fields next to real HPA fields (cell area, density, touching, intensities)",
     "predict": "the Mask R-CNN predict chain per image at 2048 px, each step's share, peak memory",
     "loader": "image cache + DataLoader images/s per worker at the working size, vs the model's consumption",

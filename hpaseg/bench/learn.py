@@ -8,7 +8,8 @@ baselines (class prior, random, weak labels = the test images' true labels on ev
 cell), the cell classifier with each supervision (propagated, mil, refined), Mask R-CNN
 trained on the refined run's cleaned labels, and the hybrid. Then, on the refined run's
 probabilities, the score rules: fusion (product, cell, image, mean with w 0.1-0.5) x
-Negative (max, model), and a score floor of 0.05. One row per route or rule: competition mAP,
+Negative (max, model), image pooling (lse, mean) x image model weight (0-1; 0 = the
+image head unused), and a score floor of 0.05. One row per route or rule: competition mAP,
 per-cell macro AP, training seconds. Writes ``OUT/learn.json`` and ``OUT/learn.md``.
 Reruns reuse the data and finished runs.
 
@@ -30,13 +31,20 @@ import pandas as pd
 from .. import io
 from ..cli.base import ArgumentParser, add_quiet, cli_entry, configure_output
 from ..io import check_output_path
-from ..labels import LabelRule, propagate_dataset
-from ..pipeline.routes import RoutesConfig, cell_probabilities, routes_table, rows_by_rule, run_routes, score_rows
+from ..labels import propagate_dataset
+from ..pipeline.routes import (
+    RoutesConfig,
+    cell_probabilities,
+    routes_table,
+    rows_by_rule,
+    run_routes,
+    score_rows,
+    score_rule_variants,
+)
 from ..segmentation import make_segmenter, segment_images
 from ..submission import read_submission
 from ..synth import generate_dataset
 from ..viz.study import results_markdown
-from ..weak import ScoreRule
 
 __all__ = ["build_parser", "main", "score_rule_table"]
 
@@ -87,25 +95,12 @@ def _prepare(args) -> tuple[Path, Path, Path]:
 
 
 def score_rule_table(run: Path, data: Path, masks: Path) -> pd.DataFrame:
-    """mAP and per-cell macro AP of one cell-classifier run under each score rule."""
+    """mAP and per-cell macro AP of one cell-classifier run under each score rule
+    (:func:`hpaseg.pipeline.routes.score_rule_variants`)."""
     truth = read_submission(data / "truth.csv")
     probabilities = cell_probabilities(run, data / "test", masks / "test")
-    rules = [
-        (f"fusion {f}, Negative {n}", ScoreRule(fusion=f, negative=n), LabelRule())
-        for f in ("product", "cell", "image")
-        for n in ("max", "model")
-    ]
-    rules += [
-        (f"fusion mean w {w}, Negative {n}", ScoreRule(fusion="mean", weight=w, negative=n), LabelRule())
-        for w in (0.1, 0.2, 0.3, 0.5)
-        for n in ("max", "model")
-    ]
-    d = ScoreRule()
-    rules.append(
-        (f"fusion {d.fusion} w {d.weight}, Negative {d.negative}, score floor 0.05", d, LabelRule(min_score=0.05))
-    )
     rows = []
-    for name, score_rule, label_rule in rules:
+    for name, score_rule, label_rule in score_rule_variants():
         m, cell_ap = score_rows(truth, rows_by_rule(probabilities, score_rule, label_rule))
         rows.append({"rule": name, "mAP": m, "cell_macro_ap": cell_ap})
     return pd.DataFrame(rows)

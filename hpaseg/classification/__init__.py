@@ -35,11 +35,20 @@ from .data import (
     select_channels,
     standard_augment,
 )
-from .descriptor_trainer import bag_probabilities, fit_round, refine_bags, train_bags, train_descriptor_classifier
+from .descriptor_trainer import (
+    bag_probabilities,
+    fit_image_head,
+    fit_round,
+    image_head_probabilities,
+    refine_bags,
+    train_bags,
+    train_descriptor_classifier,
+)
 from .losses import LOSSES, make_loss
 from .models import (
     BACKBONES,
     DESCRIPTORS,
+    DescriptorImageNet,
     DescriptorNet,
     build_classifier,
     check_backbone,
@@ -65,11 +74,14 @@ __all__ = [
     "cell_preset",
     "train_descriptor_classifier",
     "fit_round",
+    "fit_image_head",
+    "image_head_probabilities",
     "refine_bags",
     "train_bags",
     "bag_probabilities",
     "DESCRIPTORS",
     "DescriptorNet",
+    "DescriptorImageNet",
     "refine_samples",
     "CHANNEL_MODES",
     "ClassifierDataset",

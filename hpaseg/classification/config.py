@@ -131,6 +131,8 @@ class ClassifyConfig:
     hidden: int = 256  # descriptors backbone: width of the hidden layers
     depth: int = 2  # descriptors backbone: hidden layers
     dropout: float = 0.1  # descriptors backbone
+    image_epochs: int = 200  # descriptors backbone: epochs of the image head (0: none)
+    refit: bool = True  # descriptors backbone: after validating, train the final model again on train + val
     device: str = "cpu"
     workers: int = 2
     seed: int = 0
@@ -162,7 +164,7 @@ def check_config(cfg: ClassifyConfig, *, check_paths: bool = True) -> None:
     for name in ("image_size", "crop_size", "epochs", "batch_size", "hidden"):
         if getattr(cfg, name) < 1:
             raise InputError(f"{name} {getattr(cfg, name)}: expected a positive integer", param=name)
-    for name in ("refine_rounds", "depth"):
+    for name in ("refine_rounds", "depth", "image_epochs"):
         if getattr(cfg, name) < 0:
             raise InputError(f"{name} {getattr(cfg, name)}: expected an integer >= 0", param=name)
     if not 0 < cfg.keep_fraction <= 1:

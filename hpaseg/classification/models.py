@@ -47,6 +47,7 @@ from ..runtime.stems import RGBY_CHANNELS, adapt_state_dict_stem
 __all__ = [
     "DESCRIPTORS",
     "DescriptorNet",
+    "DescriptorImageNet",
     "BACKBONES",
     "HEAD_HIDDEN",
     "MIN_INPUT_PX",
@@ -129,6 +130,37 @@ class DescriptorNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net((x - self.mean) / self.std)
+
+
+class DescriptorImageNet(DescriptorNet):
+    """The image head of a descriptors run: an image's cells -> one row of image logits.
+
+    The cells' standardised descriptors are pooled over the image (their mean and their
+    maximum, ``2 D`` values), then ``depth`` x (Linear ``hidden``, ReLU, Dropout) ->
+    Linear ``num_classes``. Trained on the image labels themselves (exact, unlike the
+    cells' propagated ones), it is a second estimate of the image's labels beside the one
+    pooled from the cell network (:func:`hpaseg.weak.image_estimate`).
+
+    ``forward`` takes the ``(N, D)`` raw descriptors of one image's N >= 1 cells and
+    returns ``(num_classes,)`` logits.
+    """
+
+    def __init__(
+        self,
+        n_inputs: int,
+        *,
+        hidden: int = 256,
+        depth: int = 2,
+        dropout: float = 0.2,
+        num_classes: int = NUM_CLASSES,
+    ) -> None:
+        super().__init__(2 * n_inputs, hidden=hidden, depth=depth, dropout=dropout, num_classes=num_classes)
+        self.register_buffer("mean", torch.zeros(n_inputs))
+        self.register_buffer("std", torch.ones(n_inputs))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = (x - self.mean) / self.std
+        return self.net(torch.cat([z.mean(0), z.max(0).values]))
 
 
 def check_input_size(name: str, size: int, *, param: str = "image_size") -> None:

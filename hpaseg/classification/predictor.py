@@ -9,8 +9,10 @@ The route (:class:`CellClassifierPredictor`):
 2. Each cell is classified by the cell-level run: per-class probabilities ``p_cell``.
    A descriptors run describes each cell (:func:`hpaseg.descriptors.describe_cells`);
    a CNN run crops it as in training (:func:`hpaseg.classification.data.crop_cell`).
-3. The image's probabilities ``p_image``: an image-level run's, when given, else
-   pooled from its cells' (:func:`hpaseg.weak.image_probabilities`).
+3. The image's probabilities ``p_image`` (:func:`hpaseg.weak.image_estimate`): pooled
+   from its cells', mixed half and half (``image_model_weight``) with an image-level
+   model's: an image-level run's when given, else the image head of a descriptors run
+   (a run trained with image_epochs 0 or by an earlier hpaseg has none: pooled alone).
 4. Scores by the score rule (:class:`hpaseg.weak.ScoreRule`: by default
    ``0.2 * p_cell + 0.8 * p_image``, Negative from the other classes), then labels by the label rule
    (:func:`hpaseg.labels.cell_labels`; every class by default).
@@ -35,7 +37,7 @@ from ..transforms import square_image, to_tensor
 from ..weak import ScoreRule, fuse_scores
 from .config import CHECKPOINT_KIND, FINAL
 from .data import channel_count, crop_cells, select_channels
-from .models import DESCRIPTORS, DescriptorNet, build_classifier
+from .models import DESCRIPTORS, DescriptorImageNet, DescriptorNet, build_classifier
 
 __all__ = [
     "LoadedClassifier",
@@ -62,6 +64,7 @@ class LoadedClassifier:
     thresholds: np.ndarray  # (19,) tuned on the validation split
     device: torch.device
     path: Path
+    image_model: torch.nn.Module | None = None  # descriptors runs: the image head
 
     @torch.no_grad()
     def probabilities(self, inputs: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
@@ -102,14 +105,27 @@ class LoadedClassifier:
         ids : ndarray, shape (N,)
             The cell labels, one per row.
         """
+        p, _, ids = self.cell_and_image_probabilities(image, label_image)
+        return p, ids
+
+    @torch.no_grad()
+    def cell_and_image_probabilities(
+        self, image: np.ndarray, label_image: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """:meth:`cell_probabilities`, with the image head's probabilities ``(19,)`` of the
+        image in between (None without an image head, or without cells)."""
         if self.backbone == DESCRIPTORS:
             x, ids = describe_cells(image, label_image)
             if not len(ids):
-                return np.zeros((0, NUM_CLASSES)), ids
-            logits = self.model(torch.from_numpy(x).to(self.device)).float()
-            return torch.sigmoid(logits).cpu().numpy().astype(np.float64), ids
+                return np.zeros((0, NUM_CLASSES)), None, ids
+            x = torch.from_numpy(x).to(self.device)
+            p = torch.sigmoid(self.model(x).float()).cpu().numpy().astype(np.float64)
+            q = None
+            if self.image_model is not None:
+                q = torch.sigmoid(self.image_model(x).float()).cpu().numpy().astype(np.float64)
+            return p, q, ids
         crops, ids = crop_cells(image, label_image, self.input_size)
-        return (self.probabilities(crops) if len(ids) else np.zeros((0, NUM_CLASSES))), ids
+        return (self.probabilities(crops) if len(ids) else np.zeros((0, NUM_CLASSES))), None, ids
 
     def image_probabilities(self, image: np.ndarray) -> np.ndarray:
         """Per-class probabilities ``(19,)`` of a whole ``(H, W, 4)`` uint8 image (an image-level run)."""
@@ -166,6 +182,11 @@ def load_classifier(
             param=param,
         ) from exc
     device = torch.device(device)
+    image_model = None
+    if state["backbone"] == DESCRIPTORS and state.get("image_model") is not None:
+        image_model = DescriptorImageNet(int(state["n_inputs"]), **state["image_net"])
+        image_model.load_state_dict(state["image_model"])
+        image_model = image_model.to(device).eval()
     return LoadedClassifier(
         model.to(device).eval(),
         state["backbone"],
@@ -177,6 +198,7 @@ def load_classifier(
         np.asarray(state["thresholds"]),
         device,
         path,
+        image_model,
     )
 
 
@@ -198,7 +220,8 @@ def classifier_cell_scores(
     label_image : ndarray, shape (H, W), int
         Its cells (0 = background).
     cell_classifier, image_classifier : LoadedClassifier
-        A cell-level run, and optionally an image-level run giving ``p_image``.
+        A cell-level run, and optionally an image-level run (its probabilities are the
+        image model's; else the cell run's image head, if it has one).
     score_rule : ScoreRule
         Fusion of cell and image probabilities, and Negative.
     rule : LabelRule
@@ -208,10 +231,11 @@ def classifier_cell_scores(
     dict of int to list of (int, float)
         Cell label -> :func:`hpaseg.labels.cell_labels` of its scores.
     """
-    p, ids = cell_classifier.cell_probabilities(image, label_image)
+    p, p_image, ids = cell_classifier.cell_and_image_probabilities(image, label_image)
     if not len(ids):
         return {}
-    p_image = None if image_classifier is None else image_classifier.image_probabilities(image)
+    if image_classifier is not None:
+        p_image = image_classifier.image_probabilities(image)
     s = fuse_scores(p, p_image, score_rule)
     return {int(cell): cell_labels({k: float(s[i, k]) for k in range(NUM_CLASSES)}, rule) for i, cell in enumerate(ids)}
 
@@ -225,7 +249,8 @@ class CellClassifierPredictor:
     cell_classifier : LoadedClassifier
         A cell-level run.
     image_classifier : LoadedClassifier, optional
-        An image-level run giving the image's probabilities (default: pooled from its cells).
+        An image-level run giving the image model's probabilities (default: the cell run's
+        image head, if any), mixed with those pooled from the cells.
     score_rule : ScoreRule
     rule : LabelRule
     """

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from argparse import BooleanOptionalAction
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -111,6 +112,8 @@ def config_from_args(args: argparse.Namespace, **overrides) -> ClassifyConfig:
         refine_rounds=pick("refine_rounds"),
         keep_fraction=pick("keep_fraction"),
         pooling=pick("pooling"),
+        image_epochs=pick("image_epochs"),
+        refit=pick("refit"),
         pretrained=pick("pretrained"),
         device=device,
         workers=default_workers() if args.workers is None else args.workers,
@@ -165,6 +168,18 @@ def build_parser() -> ArgumentParser:
         help=f"a cell keeps an image label at >= this fraction of the image's best cell (default {d.keep_fraction})",
     )
     g.add_argument("--pooling", default=None, help=f"mil: lse, max or mean (default {d.pooling})")
+    g.add_argument(
+        "--image-epochs",
+        type=int,
+        default=None,
+        help=f"descriptors: epochs of the image head trained on the image labels, 0 = none (default {d.image_epochs})",
+    )
+    g.add_argument(
+        "--refit",
+        action=BooleanOptionalAction,
+        default=None,
+        help="descriptors: after validating, train the final model again on train + val (default: on)",
+    )
     add_data_options(parser, out_help="run folder (config.yaml, checkpoints, metrics, eval.json)")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     add_budget_options(parser, "schedule")
@@ -184,8 +199,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"validation ({result['n_val']} {cfg.level}{'' if result['n_val'] == 1 else 's'}, {len(result['classes_scored'])} classes with positives): macro-F1@0.5 {fmt(result['macro_f1'])}, macro-F1 tuned {fmt(result['macro_f1_tuned'])}, macro AP {fmt(result['macro_ap'])}"
     )
     if result.get("image_macro_ap") is not None:
+        refit = (
+            f"; final model trained on {result['final_model_trained_on']}" if "final_model_trained_on" in result else ""
+        )
         print(
-            f"validation images ({result['n_val_images']}): macro AP of the image probabilities pooled from their cells {fmt(result['image_macro_ap'])}; {result['rounds']} round(s), {result['train_seconds']:.0f} s of training"
+            f"validation images ({result['n_val_images']}): macro AP of the image probabilities (pooled from their cells, mixed with the image head's) {fmt(result['image_macro_ap'])}; {result['rounds']} round(s), {result['train_seconds']:.0f} s of training{refit}"
         )
     print(f"wrote {Path(cfg.out) / (FINAL + '.pth')} and {Path(cfg.out) / EVAL_FILE}")
     return 0

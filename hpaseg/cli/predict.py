@@ -11,12 +11,14 @@ Routes, each a predictor run by the one predict loop (:func:`hpaseg.pipeline.pre
   ``--nms-iou``, ``--weight-by-detection``).
 * Cell classifier (``--classifier RUN --masks MASKS``): the cells of the segmentation
   masks, each classified (:class:`hpaseg.classification.CellClassifierPredictor`); the
-  image's probabilities come from an image-level run (``--image-classifier``) or the
-  pooled from its cells (``--image-pooling``).
+  image's probabilities are pooled from its cells (``--image-pooling``) and mixed
+  (``--image-model-weight``) with an image model's: an image-level run
+  (``--image-classifier``) or the cell run's image head.
 * Hybrid (``--weights W --classifier RUN``): Mask R-CNN finds the cells, the cell
   classifier labels them (:class:`hpaseg.pipeline.predict.RescoredPredictor`).
 
-Scores: :class:`hpaseg.weak.ScoreRule` (``--fusion``, ``--fusion-weight``, ``--negative``);
+Scores: :class:`hpaseg.weak.ScoreRule` (``--fusion``, ``--fusion-weight``, ``--negative``,
+``--image-pooling``, ``--image-model-weight``);
 labels: :func:`hpaseg.labels.cell_labels` (``--min-score``, ``--negative-threshold``;
 every class of every cell by default).
 """
@@ -90,7 +92,7 @@ def _add_classifier_options(parser: ArgumentParser) -> None:
     )
     g.add_argument(
         "--image-classifier",
-        help="image-level run of hpaseg classify giving each image's probabilities (default: pooled from its cells)",
+        help="image-level run of hpaseg classify: its probabilities are the image model's (default: the image head of a descriptors run)",
     )
     d = ScoreRule()
     g.add_argument(
@@ -107,7 +109,13 @@ def _add_classifier_options(parser: ArgumentParser) -> None:
     g.add_argument(
         "--image-pooling",
         default=d.image_pooling,
-        help=f"{', '.join(IMAGE_POOLINGS)}: how an image's probabilities come from its cells' when no --image-classifier is given (default {d.image_pooling})",
+        help=f"{', '.join(IMAGE_POOLINGS)}: how an image's probabilities come from its cells' (default {d.image_pooling})",
+    )
+    g.add_argument(
+        "--image-model-weight",
+        type=float,
+        default=d.image_model_weight,
+        help=f"a in p_image = (1 - a) * pooled + a * image model, when there is an image model (default {d.image_model_weight})",
     )
     g.add_argument(
         "--negative",
@@ -245,7 +253,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.weights is not None:
             _check_maskrcnn_args(argparse.Namespace(**{**vars(args), "masks": None, "image_classifier": None}))
     score_rule = ScoreRule(
-        fusion=args.fusion, weight=args.fusion_weight, negative=args.negative, image_pooling=args.image_pooling
+        fusion=args.fusion,
+        weight=args.fusion_weight,
+        negative=args.negative,
+        image_pooling=args.image_pooling,
+        image_model_weight=args.image_model_weight,
     )
     rule = LabelRule(min_score=args.min_score, negative_threshold=args.negative_threshold)
     if args.batch_size < 1:

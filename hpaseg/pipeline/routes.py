@@ -53,6 +53,7 @@ __all__ = [
     "CellProbabilities",
     "cell_probabilities",
     "rows_by_rule",
+    "score_rule_variants",
     "run_routes",
     "routes_table",
 ]
@@ -154,6 +155,7 @@ class CellProbabilities:
     label_image: np.ndarray
     ids: np.ndarray
     p: np.ndarray  # (N, 19)
+    q: np.ndarray | None = None  # (19,): the run's image head, if it has one
 
 
 def cell_probabilities(run: str | Path, data_dir: str | Path, mask_dir: str | Path) -> list[CellProbabilities]:
@@ -163,8 +165,8 @@ def cell_probabilities(run: str | Path, data_dir: str | Path, mask_dir: str | Pa
     out = []
     for image_id, image in io.iter_rgby(data_dir, io.list_image_ids(data_dir)):
         label_image = io.read_mask(io.mask_paths(mask_dir, image_id)[0])
-        p, ids = classifier.cell_probabilities(image, label_image)
-        out.append(CellProbabilities(image_id, label_image, ids, p))
+        p, q, ids = classifier.cell_and_image_probabilities(image, label_image)
+        out.append(CellProbabilities(image_id, label_image, ids, p, q))
     return out
 
 
@@ -174,13 +176,43 @@ def rows_by_rule(
     """Submission rows of cached probabilities under a score rule and a label rule."""
     rows = []
     for c in probabilities:
-        s = fuse_scores(c.p, None, score_rule) if len(c.ids) else np.zeros((0, NUM_CLASSES))
+        s = fuse_scores(c.p, c.q, score_rule) if len(c.ids) else np.zeros((0, NUM_CLASSES))
         scores = {
             int(cell): cell_labels({k: float(s[i, k]) for k in range(NUM_CLASSES)}, rule)
             for i, cell in enumerate(c.ids)
         }
         rows.append(submission_row(c.image_id, c.label_image, scores))
     return rows
+
+
+def score_rule_variants() -> list[tuple[str, ScoreRule, LabelRule]]:
+    """The score rules the benchmarks compare, by name: fusion (product, cell, image, mean
+    with w 0.1-0.5) x Negative (max, model), image pooling (lse, mean) x image model weight
+    (0-1), and the default with a score floor of 0.05.
+
+    >>> len(score_rule_variants())
+    25
+    """
+    rules = [
+        (f"fusion {f}, Negative {n}", ScoreRule(fusion=f, negative=n), LabelRule())
+        for f in ("product", "cell", "image")
+        for n in ("max", "model")
+    ]
+    rules += [
+        (f"fusion mean w {w}, Negative {n}", ScoreRule(fusion="mean", weight=w, negative=n), LabelRule())
+        for w in (0.1, 0.2, 0.3, 0.5)
+        for n in ("max", "model")
+    ]
+    rules += [
+        (f"image pooling {p}, image model weight {a}", ScoreRule(image_pooling=p, image_model_weight=a), LabelRule())
+        for p in ("lse", "mean")
+        for a in (0.0, 0.3, 0.5, 0.7, 1.0)
+    ]
+    d = ScoreRule()
+    rules.append(
+        (f"fusion {d.fusion} w {d.weight}, Negative {d.negative}, score floor 0.05", d, LabelRule(min_score=0.05))
+    )
+    return rules
 
 
 def _train_cell_runs(cfg: RoutesConfig, progress: bool) -> dict[str, Path]:

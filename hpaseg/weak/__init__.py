@@ -18,6 +18,7 @@ from .fusion import (
     NEGATIVE_RULES,
     ScoreRule,
     fuse_scores,
+    image_estimate,
     image_probabilities,
     negative_from_classes,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "NEGATIVE_RULES",
     "ScoreRule",
     "fuse_scores",
+    "image_estimate",
     "image_probabilities",
     "IMAGE_POOLINGS",
     "negative_from_classes",

@@ -1,11 +1,14 @@
 """The per-cell scores every route reports: cell and image probabilities fused, Negative
 estimated from the other classes, every class ranked.
 
-* **Image probabilities** (:func:`image_probabilities`): pooled from the image's cell
+* **Image probabilities** (:func:`image_estimate`): pooled from the image's cell
   probabilities by log-sum-exp of their logits (``image_pooling="lse"``, the default: an
   image shows a label when some of its cells show it clearly, as in multiple-instance
-  learning) or by their mean (``"mean"``); an image-level classifier's output can be
-  given instead.
+  learning) or by their mean (``"mean"``, :func:`image_probabilities`); when an
+  image-level model scored the image too (the image head of a descriptors run, or an
+  image-level run of ``hpaseg classify``), ``(1 - a) * pooled + a * model`` with ``a`` =
+  ``image_model_weight`` (default 0.5: two estimates of the image's labels, one from its
+  cells' own evidence, one trained on the image labels themselves).
 * **Fusion** (``fusion``): ``mean`` = ``w * p_cell + (1 - w) * p_image`` (the default,
   ``w`` 0.2: the image's evidence ranks the images, each cell's own evidence ranks the
   cells within one), ``product`` = ``p_cell * p_image``, ``cell`` or ``image`` alone.
@@ -14,14 +17,14 @@ estimated from the other classes, every class ranked.
   Negative); ``max`` (default) takes the larger of the two.
 
 The default was chosen by 5-fold cross-validation on the training images of the
-synthetic benchmark (per-cell truth of held-out folds, the descriptor network with
-refined supervision): competition mAP 0.655-0.658 for ``mean`` with ``w`` 0.05-0.3 (a
-flat optimum; 0.2 is its middle), 0.649 at 0.5, ``product`` 0.602, ``image`` 0.619,
-``cell`` 0.551; with the shipped network settings ``w`` 0.2 0.669, 0.5 0.665, ``image``
-0.629, ``product`` 0.582. Per-class AP pools the cells of all images, so how likely an image is
-to hold a class matters more than which of its cells do; the cell term breaks ties
-within an image. Image pooling, same cross-validation with the shipped network
-settings: log-sum-exp (sharpness 5) 0.669 against the mean's 0.645 at ``w`` 0.2. ``hpaseg.bench learn`` reports every rule on the held-out test set
+synthetic benchmark (per-cell truth of held-out folds; ``python -m hpaseg.bench cv``, the
+CPU preset with refined supervision): the default scores 0.723, the highest of the 25
+rules compared: ``mean`` with ``w`` 0.1 or 0.3 0.721, 0.5 0.715; ``product`` 0.694-0.700;
+``image`` 0.686; ``cell`` 0.665-0.669; image model weight 0 (pooled alone) 0.715, 0.3
+0.721, 0.7 0.715, 1 (the image model alone) 0.684; mean pooling 0.715-0.722 (weights 0-0.7); a score floor
+of 0.05 0.710. Per-class AP pools the cells of all images, so how likely an image is to
+hold a class matters more than which of its cells do; the cell term breaks ties within an
+image. ``hpaseg.bench learn`` reports every rule on the held-out test set
 (benchmarks/RESULTS.md).
 """
 
@@ -41,6 +44,7 @@ __all__ = [
     "IMAGE_POOLINGS",
     "ScoreRule",
     "image_probabilities",
+    "image_estimate",
     "negative_from_classes",
     "fuse_scores",
 ]
@@ -65,12 +69,16 @@ class ScoreRule:
     negative : {"max", "classes", "model"}
     image_pooling : {"lse", "mean"}
         How the image's probabilities come from its cells' (:func:`image_probabilities`).
+    image_model_weight : float
+        ``a`` in ``(1 - a) * pooled + a * model`` when an image-level model scored the
+        image (:func:`image_estimate`; 1 = the model alone).
     """
 
     fusion: str = "mean"
     weight: float = 0.2
     negative: str = "max"
     image_pooling: str = "lse"
+    image_model_weight: float = 0.5
 
     def __post_init__(self) -> None:
         if self.fusion not in FUSIONS:
@@ -86,6 +94,11 @@ class ScoreRule:
             )
         if not 0.0 <= self.weight <= 1.0:
             raise InputError(f"fusion_weight {self.weight}: expected a number in [0, 1]", param="fusion_weight")
+        if not 0.0 <= self.image_model_weight <= 1.0:
+            raise InputError(
+                f"image_model_weight {self.image_model_weight}: expected a number in [0, 1]",
+                param="image_model_weight",
+            )
 
 
 def image_probabilities(cell_probabilities: np.ndarray, pooling: str = "lse") -> np.ndarray:
@@ -117,6 +130,25 @@ def image_probabilities(cell_probabilities: np.ndarray, pooling: str = "lse") ->
     return 1.0 / (1.0 + np.exp(-pooled))
 
 
+def image_estimate(
+    cell_probabilities: np.ndarray, image_model_probability: np.ndarray | None = None, rule: ScoreRule = ScoreRule()
+) -> np.ndarray:
+    """An image's probabilities ``(19,)``: pooled from its cells by ``rule.image_pooling``,
+    mixed with an image-level model's by ``rule.image_model_weight`` when one is given.
+
+    >>> p = np.array([[0.8, 0.0], [0.4, 0.0]])
+    >>> image_estimate(p, None, ScoreRule(image_pooling="mean")).tolist()
+    [0.6000000000000001, 0.0]
+    >>> image_estimate(p, np.array([0.2, 1.0]), ScoreRule(image_pooling="mean")).round(2).tolist()
+    [0.4, 0.5]
+    """
+    pooled = image_probabilities(cell_probabilities, rule.image_pooling)
+    if image_model_probability is None:
+        return pooled
+    a = rule.image_model_weight
+    return (1.0 - a) * pooled + a * np.asarray(image_model_probability, dtype=np.float64)
+
+
 def negative_from_classes(scores: np.ndarray) -> np.ndarray:
     """Negative estimated from classes 0-17: ``prod_k (1 - s_k)`` per cell.
 
@@ -136,8 +168,8 @@ def fuse_scores(
     ----------
     cell_probabilities : ndarray, shape (N, 19)
     image_probability : ndarray, shape (19,), optional
-        The image's probabilities; default :func:`image_probabilities` of the cells
-        (``rule.image_pooling``).
+        An image-level model's probabilities of the image, mixed with those pooled from
+        the cells (:func:`image_estimate`); without it, the pooled ones alone.
     rule : ScoreRule
 
     Returns
@@ -159,11 +191,7 @@ def fuse_scores(
         raise InputError(
             f"cell probabilities of shape {p.shape}: expected (cells, {NUM_CLASSES})", param="cell_probabilities"
         )
-    q = (
-        image_probabilities(p, rule.image_pooling)
-        if image_probability is None
-        else np.asarray(image_probability, dtype=np.float64)
-    )
+    q = image_estimate(p, image_probability, rule)
     if rule.fusion == "product":
         s = p * q[None, :]
     elif rule.fusion == "mean":

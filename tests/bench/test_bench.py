@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+from pathlib import Path
+
+import pytest
 
 from hpaseg.bench import encode as bench_encode
 from hpaseg.bench import main as bench_main
@@ -76,14 +80,26 @@ def test_bench_unknown(capsys):
     assert bench_main(["train", "--backbones", "vgg"]) == 2
 
 
-def test_bench_learn_scores_every_route_and_score_rule(tmp_path, capsys):
+@pytest.fixture(scope="module")
+def learn_run(tmp_path_factory) -> tuple[Path, str]:
+    """A tiny ``bench learn`` folder (6 train, 2 test images of 128 px, no Mask R-CNN) and what it printed."""
+    import contextlib
+    import io as text_io
+
     from hpaseg.bench import learn as bench_learn
+
+    out = tmp_path_factory.mktemp("bench") / "learn"
+    argv = ["--out", str(out), "--n-train", "6", "--n-test", "2", "--size", "128", "--maskrcnn-iters", "0"]
+    printed = text_io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert bench_learn.main([*argv, "--supervisions", "propagated", "refined", "--quiet"]) == 0
+    return out, printed.getvalue()
+
+
+def test_bench_learn_scores_every_route_and_score_rule(learn_run):
     from hpaseg.pipeline.routes import PRIOR, RANDOM, WEAK
 
-    out = tmp_path / "learn"
-    argv = ["--out", str(out), "--n-train", "6", "--n-test", "2", "--size", "128", "--maskrcnn-iters", "0"]
-    assert bench_learn.main([*argv, "--supervisions", "propagated", "refined"]) == 0
-    printed = capsys.readouterr().out
+    out, printed = learn_run
     assert re.search(r"^seconds=\d+$", printed.strip().splitlines()[-1])
     result = json.loads((out / "learn.json").read_text())
     routes = {r["route"]: r for r in result["routes"]}
@@ -98,5 +114,47 @@ def test_bench_learn_scores_every_route_and_score_rule(tmp_path, capsys):
         assert 0 <= r["mAP"] <= 1 and 0 <= r["cell_macro_ap"] <= 1
     assert routes["cell classifier (descriptors, refined)"]["train_seconds"] > 0
     rules = [r["rule"] for r in result["score_rules"]]
-    assert len(rules) == 15 and "fusion product, Negative max" in rules and "fusion mean w 0.2, Negative max" in rules
+    assert len(rules) == 25 and "fusion product, Negative max" in rules and "fusion mean w 0.2, Negative max" in rules
+    assert "image pooling lse, image model weight 0.5" in rules
     assert "| route |" in (out / "learn.md").read_text()
+
+
+def test_bench_cv_scores_every_rule_on_held_out_training_images(learn_run, tmp_path, capsys):
+    from hpaseg.bench import cv as bench_cv
+    from hpaseg.pipeline.crossval import WEAK
+    from hpaseg.pipeline.routes import score_rule_variants
+
+    learn = tmp_path / "learn"  # without its test images: cross-validation must not need them
+    shutil.copytree(learn_run[0], learn, ignore=shutil.ignore_patterns("routes", "test", "truth.csv"))
+    out = tmp_path / "cv"
+    assert bench_cv.main(["--learn", str(learn), "--out", str(out), "--folds", "2", "--quiet"]) == 0
+    assert re.search(r"^seconds=\d+$", capsys.readouterr().out.strip().splitlines()[-1])
+    result = json.loads((out / "cv.json").read_text())
+    names = [name for name, _, _ in score_rule_variants()] + [WEAK]
+    assert sorted(r["rule"] for r in result["summary"]) == sorted(names)
+    assert len(result["folds"]) == 2 * len(names) and {r["fold"] for r in result["folds"]} == {0, 1}
+    assert all(0 <= r["mAP"] <= 1 for r in result["folds"])
+    maps = [r["mAP"] for r in result["summary"]]
+    assert maps == sorted(maps, reverse=True) and "| rule |" in (out / "cv.md").read_text()
+
+
+def test_bench_cv_needs_a_bench_learn_folder(tmp_path, capsys):
+    from hpaseg.bench import cv as bench_cv
+
+    assert bench_cv.main(["--learn", str(tmp_path), "--out", str(tmp_path / "cv")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--learn" in err and "bench learn" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "cv").exists()
+
+
+def test_truth_rows_hold_every_true_cell_of_a_synthetic_image(tiny_dataset):
+    from hpaseg import io
+    from hpaseg.evaluation import competition_map
+    from hpaseg.pipeline.crossval import truth_rows
+
+    ids = io.list_image_ids(tiny_dataset["train"])
+    rows = truth_rows(tiny_dataset["data"], ids)
+    cells = io.read_cell_labels_csv(tiny_dataset["data"] / "cell_labels.csv")
+    for row in rows:
+        assert len(row.predictions) == sum(len(labels) for labels in cells[row.image_id].values())
+    assert competition_map(rows, rows).mAP == pytest.approx(1.0)

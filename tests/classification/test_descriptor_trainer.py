@@ -14,12 +14,14 @@ from hpaseg.classification import (
     CellClassifierPredictor,
     ClassifyConfig,
     bag_probabilities,
+    fit_image_head,
+    image_head_probabilities,
     load_classifier,
     train_bags,
     train_classifier,
 )
 from hpaseg.errors import InputError
-from hpaseg.weak import propagated_targets
+from hpaseg.weak import ScoreRule, propagated_targets
 
 A, B = 0, 16  # Nucleoplasm, Cytosol; feature 0 shows A, feature 1 shows B
 
@@ -89,6 +91,19 @@ def test_training_is_deterministic():
         assert torch.equal(a, b)
 
 
+def test_the_image_head_learns_which_images_hold_a_label():
+    cfg = _config(image_epochs=40)
+    head = fit_image_head(cfg, _bags())
+    held_out = _bags(seed=1)
+    q = np.stack(image_head_probabilities(head, held_out))
+    for k in (A, B, 18):
+        holds = np.array([k in b.image_labels for b in held_out])
+        assert q[holds, k].min() > q[~holds, k].max(), k  # every image with k above every one without
+    again = fit_image_head(cfg, _bags())
+    assert all(torch.equal(a, b) for a, b in zip(head.state_dict().values(), again.state_dict().values()))
+    assert fit_image_head(_config(image_epochs=0), _bags()) is None
+
+
 @pytest.mark.parametrize(
     "changes, message",
     [
@@ -97,6 +112,7 @@ def test_training_is_deterministic():
         ({"keep_fraction": 0.0}, "keep_fraction 0.0"),
         ({"supervision": "magic"}, "supervision 'magic'"),
         ({"pooling": "attention"}, "pooling 'attention'"),
+        ({"image_epochs": -1}, "image_epochs -1"),
     ],
 )
 def test_unusable_settings_are_refused(changes, message, tiny_dataset):
@@ -128,10 +144,45 @@ def descriptor_run(tiny_dataset, tmp_path_factory):
 def test_a_run_writes_its_files_and_scores(descriptor_run):
     cfg, result = descriptor_run
     out = cfg.out
-    for name in ("config.yaml", "round0.pth", "round2.pth", "model_final.pth", "eval.json", "metrics.jsonl"):
+    names = (
+        "config.yaml",
+        "round0.pth",
+        "round2.pth",
+        "image_head.pth",
+        "model_final.pth",
+        "eval.json",
+        "metrics.jsonl",
+    )
+    for name in names:
         assert (tiny := __import__("pathlib").Path(out) / name).is_file(), tiny
     assert result["rounds"] == 3 and result["supervision"] == "refined" and result["backbone"] == "descriptors"
     assert result["n_train"] > 0 and result["n_val_images"] >= 1 and "image_macro_ap" in result
+    # the final model is pass 1's, trained on train + val; the validation scores are pass 0's
+    assert result["final_model_trained_on"] == "train+val"
+    final, refit, validated = (
+        torch.load(f"{out}/{n}.pth", weights_only=False) for n in ("model_final", "refit_image_head", "image_head")
+    )
+    for key in ("model", "image_model"):
+        assert all(torch.equal(a, b) for a, b in zip(final[key].values(), refit[key].values()))
+        assert not all(torch.equal(a, b) for a, b in zip(final[key].values(), validated[key].values()))
+
+
+def test_without_refit_the_final_model_is_the_validated_one(tiny_dataset, tmp_path):
+    cfg = _config(
+        dataset=str(tiny_dataset["dataset"]),
+        data=str(tiny_dataset["train"]),
+        masks=str(tiny_dataset["masks"]),
+        out=str(tmp_path / "run"),
+        epochs=2,
+        refine_rounds=0,
+        image_epochs=0,
+        refit=False,
+        workers=0,
+    )
+    result = train_classifier(cfg, progress=False)
+    assert result["final_model_trained_on"] == "train"
+    assert sorted(p.name for p in (tmp_path / "run").glob("*.pth")) == ["model_final.pth", "round0.pth"]
+    assert load_classifier(cfg.out, level="cell").image_model is None
 
 
 def test_resume_skips_finished_rounds(descriptor_run):
@@ -156,3 +207,9 @@ def test_the_run_loads_and_scores_the_cells_of_an_image(descriptor_run, tiny_dat
     [(label_image, scores)] = CellClassifierPredictor(loaded)([image], [cells])
     assert set(scores) == set(ids.tolist())
     assert all(len(pairs) == 19 for pairs in scores.values())  # every class ranked
+    # the image head scores the image, and the route mixes it in (weight 0: pooled cells alone)
+    p2, q, ids2 = loaded.cell_and_image_probabilities(image, cells)
+    assert np.array_equal(p2, p) and np.array_equal(ids2, ids) and q.shape == (19,) and ((q >= 0) & (q <= 1)).all()
+    [(_, unmixed)] = CellClassifierPredictor(loaded, score_rule=ScoreRule(image_model_weight=0.0))([image], [cells])
+    [(_, headless)] = CellClassifierPredictor(dataclasses.replace(loaded, image_model=None))([image], [cells])
+    assert unmixed == headless != scores

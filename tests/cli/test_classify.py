@@ -170,6 +170,16 @@ def test_classify_bad_data(tiny_dataset, tmp_path, capsys):
     assert not run.exists()
 
 
+def test_classify_image_head_and_refit_options_reach_the_config(tiny_dataset):
+    argv = ["--level", "cell", "--dataset", "d", "--data", "x", "--masks", "m", "--out", "o", "--device", "cpu"]
+    default = classify_cli.config_from_args(classify_cli.build_parser().parse_args(argv))
+    assert default.backbone == "descriptors" and default.image_epochs == 200 and default.refit
+    given = classify_cli.config_from_args(
+        classify_cli.build_parser().parse_args([*argv, "--image-epochs", "0", "--no-refit"])
+    )
+    assert given.image_epochs == 0 and not given.refit
+
+
 def _truth(tiny):
     return read_submission(tiny["data"] / "truth.csv")
 
@@ -229,6 +239,7 @@ def test_predict_classifier_route(cell_run, image_run, tiny_dataset, tmp_path, c
         (["--fusion", "sum"], "--fusion 'sum': expected one of product, mean, cell, image"),
         (["--weights", "x.pth"], "exclude each other"),
         (["--image-classifier", "CELL"], "trained at the cell level, not the image level"),
+        (["--image-model-weight", "1.5"], "--image-model-weight 1.5: expected a number in [0, 1]"),
     ],
 )
 def test_predict_classifier_route_bad_options(cell_run, tiny_dataset, tmp_path, capsys, extra, message):

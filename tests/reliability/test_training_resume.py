@@ -223,8 +223,9 @@ def test_classify_killed_four_times_ends_with_the_uninterrupted_weights(tiny_dat
 
 
 def _descriptor_args(tiny: dict, dataset: Path, out: Path) -> list:
-    """The CPU defaults of ``--level cell`` (descriptors backbone, refined supervision), made small:
-    2 rounds of 4 epochs of one step (3 training images, 8 images a step)."""
+    """The CPU defaults of ``--level cell`` (descriptors backbone, refined supervision, image
+    head, refit on train + val), made small: per pass 2 rounds of 4 epochs of one step (3
+    training images, 8 images a step) and an image head of 3 epochs of one step."""
     return [
         "--level",
         "cell",
@@ -249,22 +250,28 @@ def _descriptor_args(tiny: dict, dataset: Path, out: Path) -> list:
         "--opts",
         "log_period",
         "1",
+        "image_epochs",
+        "3",
     ]
 
 
-#: The kill points of one descriptor-network run in turn.
+#: The kill points of one descriptor-network run in turn (AdamW steps counted from each start).
 DESCRIPTOR_KILLS = [
     renamed("*.npy", 3),  # building the descriptor cache
     before("torch.optim:AdamW.step", 3),  # round 0, epoch 3: no checkpoint yet, 2 epochs logged
     before("torch.optim:AdamW.step", 7),  # from 0: round0.pth saved, round 1 at epoch 3
-    rename_of("model_final.pth"),  # from round 1: refined_labels.csv written, the final checkpoint not renamed
-    after("hpaseg.runtime.logger:MetricsLogger.log", 1),  # from round 2: the final validation logged, no eval.json
+    before("torch.optim:AdamW.step", 6),  # from round 0: round1.pth saved, the image head at epoch 2
+    before("torch.optim:AdamW.step", 9),  # from round 1: image_head.pth, refit_round0.pth saved, refit round 1
+    before("torch.optim:AdamW.step", 6),  # from refit round 0: refit_round1.pth saved, the refit head at epoch 2
+    rename_of("model_final.pth"),  # from refit round 1: refined_labels.csv written, the final checkpoint not renamed
+    after("hpaseg.runtime.logger:MetricsLogger.log", 1),  # from the refit head: final validation logged, no eval.json
 ]
 
 
-def test_classify_descriptors_killed_five_times_ends_with_the_uninterrupted_weights(tiny_dataset, tmp_path):
+def test_classify_descriptors_killed_eight_times_ends_with_the_uninterrupted_weights(tiny_dataset, tmp_path):
     """The CPU default of the cell level: killed while describing cells, within and between
-    rounds, after the final validation; rounds, final weights, refined labels, metrics equal."""
+    rounds and image heads of both passes, after the final validation; rounds, heads, final
+    weights, refined labels, metrics equal."""
     runs = {}
     for name in ("reference", "run"):  # a dataset each: the killed run builds its descriptor cache too
         shutil.copytree(tiny_dataset["dataset"], tmp_path / f"dataset_{name}", ignore=shutil.ignore_patterns("cache_*"))
@@ -275,7 +282,15 @@ def test_classify_descriptors_killed_five_times_ends_with_the_uninterrupted_weig
     assert (run / "model_final.pth").is_file() and not (run / "eval.json").exists()
     run_here("classify", *runs["run"])
     run_here("classify", *runs["reference"])
-    assert sorted(p.name for p in run.glob("*.pth")) == ["model_final.pth", "round0.pth", "round1.pth"]
+    assert sorted(p.name for p in run.glob("*.pth")) == [
+        "image_head.pth",
+        "model_final.pth",
+        "refit_image_head.pth",
+        "refit_round0.pth",
+        "refit_round1.pth",
+        "round0.pth",
+        "round1.pth",
+    ]
     assert_same_run(run, reference, inputs=(tmp_path / "dataset_run", tmp_path / "dataset_reference"))
     assert (run / "refined_labels.csv").read_bytes() == (reference / "refined_labels.csv").read_bytes()
     assert _eval(run, "dataset", "masks") == _eval(reference, "dataset", "masks")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from hpaseg.errors import InputError
-from hpaseg.weak import FUSIONS, ScoreRule, fuse_scores, image_probabilities, negative_from_classes
+from hpaseg.weak import FUSIONS, ScoreRule, fuse_scores, image_estimate, image_probabilities, negative_from_classes
 
 
 def _cells() -> np.ndarray:
@@ -23,15 +23,28 @@ def test_a_cell_lacking_the_label_ranks_below_those_that_have_it(fusion):
 
 
 def test_image_fusion_gives_every_cell_the_image_scores():
-    s = fuse_scores(_cells(), np.full(19, 0.3), ScoreRule(fusion="image", negative="model"))
+    s = fuse_scores(_cells(), np.full(19, 0.3), ScoreRule(fusion="image", negative="model", image_model_weight=1))
     assert np.allclose(s, 0.3)
 
 
 def test_product_with_an_image_probability_scales_the_cells():
     q = np.zeros(19)
     q[0] = 0.5
-    s = fuse_scores(_cells(), q, ScoreRule(fusion="product", negative="model"))
+    s = fuse_scores(_cells(), q, ScoreRule(fusion="product", negative="model", image_model_weight=1))
     assert np.allclose(s[:, 0], [0.45, 0.4, 0.05]) and np.allclose(s[:, 1:], 0)
+
+
+def test_an_image_model_is_mixed_with_the_pooled_cells_by_its_weight():
+    p, q = _cells(), np.full(19, 0.3)
+    pooled = image_probabilities(p)
+    for a in (0.0, 0.5, 1.0):
+        rule = ScoreRule(fusion="image", negative="model", image_model_weight=a)
+        assert np.allclose(image_estimate(p, q, rule), (1 - a) * pooled + a * 0.3)
+        assert np.allclose(fuse_scores(p, q, rule), (1 - a) * pooled + a * 0.3)
+    assert np.allclose(image_estimate(p, None, ScoreRule()), pooled)  # no model: pooled alone
+    # default: half and half, so an image model that misses a class the cells show
+    # (or shows one they miss) moves the image's score only halfway
+    assert ScoreRule().image_model_weight == 0.5
 
 
 def test_negative_rules():
@@ -60,6 +73,7 @@ def test_image_probabilities_pool_the_cells():
         ({"negative": "x"}, "negative"),
         ({"weight": 2}, "fusion_weight"),
         ({"image_pooling": "max"}, "image_pooling"),
+        ({"image_model_weight": -0.1}, "image_model_weight"),
     ],
 )
 def test_bad_rules_name_the_parameter(kwargs, param):
