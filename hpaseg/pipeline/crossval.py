@@ -46,14 +46,11 @@ from ..evaluation import competition_map
 from ..labels import LabelRule, load_coco_split
 from ..submission import SubmissionRow, submission_row
 from ..weak import ScoreRule
-from .routes import CellProbabilities, rows_by_rule
+from .routes import WEAK, CellProbabilities, rows_by_rule
 
 __all__ = ["CrossValConfig", "truth_rows", "cross_validate"]
 
 log = logging.getLogger(__name__)
-
-#: The name of the weak-label baseline's row.
-WEAK = "weak-label baseline (true image labels on every cell)"
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import pytest
 
 from hpaseg.cli import demo
 from hpaseg.pipeline.demo import LEARNED, PRIOR, RANDOM, WEAK
+from hpaseg.pipeline.routes import WEAK_MASKRCNN
 
 
 @pytest.mark.slow
@@ -43,6 +44,7 @@ def test_demo_end_to_end(tmp_path, capsys):
         LEARNED,
         "Mask R-CNN (its own cells and labels)",
         "hybrid (Mask R-CNN cells, cell classifier labels)",
+        WEAK_MASKRCNN,
     }
     assert all(0 <= v <= 1 for v in summary["mAP"].values()) and set(summary["cell_macro_ap"]) == set(summary["mAP"])
     assert 0 <= summary["segmentation"]["precision"] <= 1 and summary["segmentation"]["n_true"] > 0
@@ -52,6 +54,7 @@ def test_demo_end_to_end(tmp_path, capsys):
         "cell_refined_submission.csv",
         "maskrcnn_submission.csv",
         "hybrid_submission.csv",
+        "weak_label_maskrcnn_submission.csv",
         "routes.csv",
         "cell_refined/refined_labels.csv",
         "dataset_refined/train.json",
@@ -59,6 +62,16 @@ def test_demo_end_to_end(tmp_path, capsys):
         assert (routes / name).is_file(), name
     for line in ("mAP", "cell AP", LEARNED, PRIOR):
         assert line in printed
+    # the hybrid's yardstick: every cell of Mask R-CNN, each with its image's true labels
+    from hpaseg import io
+    from hpaseg.submission import read_submission
+
+    cell_labels = io.read_cell_labels_csv(out / "data" / "cell_labels.csv")
+    for row in read_submission(routes / "weak_label_maskrcnn_submission.csv"):
+        found = io.read_mask(io.mask_paths(routes / "maskrcnn_masks", row.image_id)[0])
+        true_labels = set().union(*cell_labels[row.image_id].values())
+        assert len({p.mask for p in row.predictions}) == len(set(found.ravel()) - {0})
+        assert {p.label for p in row.predictions} == (true_labels if found.any() else set())
     assert list(out.glob("overlay_*.png"))
     # A rerun reuses everything that is finished.
     assert demo.main(argv) == 0
