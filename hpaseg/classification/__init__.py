@@ -10,7 +10,7 @@ descriptor network, the CPU default of the cell level, with weak supervision fro
 :mod:`hpaseg.weak`), :mod:`~hpaseg.classification.predictor` (inference, the route).
 """
 
-from .bags import Bag, build_descriptor_cache, descriptor_cache_dir, load_bags
+from .bags import Bag, build_descriptor_cache, copy_bags, descriptor_cache_dir, load_bags
 from .config import (
     AUGMENTS,
     CELL_PRESETS,
@@ -39,8 +39,10 @@ from .descriptor_trainer import (
     bag_probabilities,
     fit_image_head,
     fit_round,
+    image_head_of,
     image_head_probabilities,
     refine_bags,
+    split_bags,
     train_bags,
     train_descriptor_classifier,
 )
@@ -67,6 +69,7 @@ from .trainer import predict_scores, refine_samples, train_classifier
 __all__ = [
     "Bag",
     "build_descriptor_cache",
+    "copy_bags",
     "descriptor_cache_dir",
     "load_bags",
     "CELL_PRESETS",
@@ -76,6 +79,8 @@ __all__ = [
     "fit_round",
     "fit_image_head",
     "image_head_probabilities",
+    "image_head_of",
+    "split_bags",
     "refine_bags",
     "train_bags",
     "bag_probabilities",

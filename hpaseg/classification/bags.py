@@ -9,6 +9,7 @@ the mask folder), like the crop cache.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from ..labels import ImageRecord
 from ..weak import targets_matrix
 from .data import build_cell_cache
 
-__all__ = ["Bag", "descriptor_cache_dir", "descriptor_cache_paths", "build_descriptor_cache", "load_bags"]
+__all__ = ["Bag", "copy_bags", "descriptor_cache_dir", "descriptor_cache_paths", "build_descriptor_cache", "load_bags"]
 
 
 @dataclass
@@ -38,6 +39,11 @@ class Bag:
     x: np.ndarray  # (N, D) float32 descriptors
     image_labels: tuple[int, ...]
     targets: np.ndarray  # (N, 19) float32
+
+
+def copy_bags(bags: Sequence[Bag]) -> list[Bag]:
+    """Copies of ``bags`` whose targets refinement can change without touching the originals'."""
+    return [dataclasses.replace(b, targets=b.targets.copy()) for b in bags]
 
 
 def descriptor_cache_dir(dataset_dir: str | Path, mask_dir: str | Path) -> Path:

@@ -66,7 +66,7 @@ from ..runtime.config import save_config
 from ..runtime.logger import MetricsLogger
 from ..runtime.seed import seed_everything
 from ..weak import ScoreRule, bag_loss, image_estimate, refine_targets, targets_matrix
-from .bags import Bag, build_descriptor_cache, descriptor_cache_dir, load_bags
+from .bags import Bag, build_descriptor_cache, copy_bags, descriptor_cache_dir, load_bags
 from .config import CHECKPOINT_KIND, EVAL_FILE, FINAL, ClassifyConfig, check_config
 from .models import DESCRIPTORS, DescriptorImageNet, DescriptorNet
 
@@ -76,7 +76,9 @@ __all__ = [
     "rounds_of",
     "bag_probabilities",
     "fit_round",
+    "split_bags",
     "IMAGE_HEAD",
+    "image_head_of",
     "fit_image_head",
     "image_head_probabilities",
     "refine_bags",
@@ -111,16 +113,20 @@ def rounds_of(cfg: ClassifyConfig) -> int:
     return 1 + cfg.refine_rounds if cfg.supervision == "refined" else 1
 
 
-def _prepare(cfg: ClassifyConfig, progress: bool) -> tuple[list[Bag], list[Bag]]:
-    splits = []
-    for split in ("train", "val"):
-        records = load_coco_split(Path(cfg.dataset) / f"{split}.json")
-        splits.append(records)
+def split_bags(cfg: ClassifyConfig, progress: bool = True) -> tuple[list[Bag], list[Bag]]:
+    """The bags of ``DATASET/train.json`` and ``val.json`` (``cfg.dataset``, images
+    ``cfg.data``, cells ``cfg.masks``), every cell described once (cached)."""
+    splits = [load_coco_split(Path(cfg.dataset) / f"{split}.json") for split in ("train", "val")]
     cache_dir = descriptor_cache_dir(cfg.dataset, cfg.masks)
     build_descriptor_cache(
         splits[0] + splits[1], cfg.data, cfg.masks, cache_dir, workers=cfg.workers, progress=progress
     )
     train, val = (load_bags(records, cache_dir) for records in splits)
+    return train, val
+
+
+def _prepare(cfg: ClassifyConfig, progress: bool) -> tuple[list[Bag], list[Bag]]:
+    train, val = split_bags(cfg, progress)
     for split, bags in (("train", train), ("val", val)):
         if not bags:
             raise InputError(
@@ -249,8 +255,10 @@ def fit_image_head(cfg: ClassifyConfig, train: Sequence[Bag]) -> DescriptorImage
 
 
 @torch.no_grad()
-def image_head_probabilities(head: DescriptorImageNet, bags: Sequence[Bag]) -> list[np.ndarray]:
-    """The image head's probabilities ``(19,)`` of each bag."""
+def image_head_probabilities(head: DescriptorImageNet | None, bags: Sequence[Bag]) -> list[np.ndarray | None]:
+    """The image head's probabilities ``(19,)`` of each bag (None for each without a head)."""
+    if head is None:
+        return [None] * len(bags)
     head.eval()
     with _one_thread():
         return [torch.sigmoid(head(torch.from_numpy(b.x))).numpy().astype(np.float64) for b in bags]
@@ -300,7 +308,7 @@ def _evaluate(model: DescriptorNet, head: DescriptorImageNet | None, val: Sequen
     probabilities = bag_probabilities(model, val)
     scores = evaluate_scores(np.concatenate([b.targets for b in val]), np.concatenate(probabilities))
     image_true = targets_matrix([b.image_labels for b in val])
-    heads = image_head_probabilities(head, val) if head is not None else [None] * len(val)
+    heads = image_head_probabilities(head, val)
     image_score = np.stack([image_estimate(p, q, ScoreRule()) for p, q in zip(probabilities, heads)])
     scores["image_macro_ap"] = evaluate_scores(image_true, image_score)["macro_ap"]
     return scores
@@ -320,8 +328,8 @@ class _Point:
     validation: dict | None = None
 
 
-def _state(model: DescriptorNet, cfg: ClassifyConfig, point: _Point, thresholds=None) -> dict:
-    head = point.head
+def _state(cfg: ClassifyConfig, point: _Point, thresholds=None) -> dict:
+    model, head = point.model, point.head
     return {
         "kind": CHECKPOINT_KIND,
         "model": model.state_dict(),
@@ -347,6 +355,16 @@ def _state(model: DescriptorNet, cfg: ClassifyConfig, point: _Point, thresholds=
     }
 
 
+def image_head_of(state: dict) -> DescriptorImageNet | None:
+    """The image head saved in a descriptors checkpoint (:func:`_state`), in eval mode;
+    None when the run has none (``image_epochs`` 0, or an earlier hpaseg)."""
+    if state.get("image_model") is None:
+        return None
+    head = DescriptorImageNet(int(state["n_inputs"]), **state["image_net"])
+    head.load_state_dict(state["image_model"])
+    return head.eval()
+
+
 def _resume_point(out: Path, cfg: ClassifyConfig, train: list[Bag]) -> _Point:
     """Where the run in ``out`` stopped (:class:`_Point`; a fresh one without a checkpoint)."""
     last = Checkpointer(out).last()
@@ -368,26 +386,16 @@ def _resume_point(out: Path, cfg: ClassifyConfig, train: list[Bag]) -> _Point:
         )
     model = _new_model(cfg, train)
     model.load_state_dict(state["model"])
-    head = None
-    if state.get("image_model") is not None:
-        head = DescriptorImageNet(model.mean.numel(), **state["image_net"])
-        head.load_state_dict(state["image_model"])
-        head.eval()
     point = _Point(
         int(state.get("pass", 0)),
         int(state["rounds_done"]),
         float(state["train_seconds"]),
         model.eval(),
-        head,
+        image_head_of(state),
         state.get("validation"),
     )
     log.info("resuming from %s (pass %d, %d round(s) done)", last, point.pass_index, point.rounds_done)
     return point
-
-
-def _copies(bags: Sequence[Bag]) -> list[Bag]:
-    """Copies of ``bags`` whose targets refinement can change without touching the originals'."""
-    return [dataclasses.replace(b, targets=b.targets.copy()) for b in bags]
 
 
 def _run_pass(
@@ -405,14 +413,14 @@ def _run_pass(
         point = dataclasses.replace(
             point, rounds_done=round_index + 1, seconds=point.seconds + time.perf_counter() - started, model=model
         )
-        Checkpointer(out).save(f"{prefix}round{round_index}", _state(model, cfg, point))
+        Checkpointer(out).save(f"{prefix}round{round_index}", _state(cfg, point))
     if point.model is None:
         raise InputError(f"resume: {out} holds no finished round", param="resume")
     if point.head is None and cfg.image_epochs > 0:
         started = time.perf_counter()
         head = fit_image_head(cfg, bags)
         point = dataclasses.replace(point, head=head, seconds=point.seconds + time.perf_counter() - started)
-        Checkpointer(out).save(f"{prefix}image_head", _state(point.model, cfg, point))
+        Checkpointer(out).save(f"{prefix}image_head", _state(cfg, point))
     return point
 
 
@@ -441,7 +449,7 @@ def train_descriptor_classifier(cfg: ClassifyConfig, *, resume: bool = False, pr
     if cfg.backbone != DESCRIPTORS:
         raise InputError(f"backbone {cfg.backbone!r}: this trainer trains backbone {DESCRIPTORS}", param="backbone")
     train, val = _prepare(cfg, progress)
-    everything = _copies(train + val)  # pass 1's bags, with the dataset targets pass 0 refines in its own
+    everything = copy_bags(train + val)  # pass 1's bags, with the dataset targets pass 0 refines in its own
     out = Path(cfg.out)
     point = _resume_point(out, cfg, train) if resume else _Point()
     out.mkdir(parents=True, exist_ok=True)
@@ -468,7 +476,7 @@ def train_descriptor_classifier(cfg: ClassifyConfig, *, resume: bool = False, pr
     bar.close()
     model, scores = point.model, point.validation
     io.write_cell_labels_csv(out / REFINED_LABELS, refined_labels(model, everything, cfg.keep_fraction))
-    Checkpointer(out).save(FINAL, _state(model, cfg, point, scores["thresholds"]), last=False)
+    Checkpointer(out).save(FINAL, _state(cfg, point, scores["thresholds"]), last=False)
     metrics.log(
         n_passes * n_rounds * cfg.epochs,
         dict(zip(_VAL_KEYS, (scores["macro_ap"] or 0.0, scores["image_macro_ap"] or 0.0))),

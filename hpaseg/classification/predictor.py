@@ -37,7 +37,8 @@ from ..transforms import square_image, to_tensor
 from ..weak import ScoreRule, fuse_scores
 from .config import CHECKPOINT_KIND, FINAL
 from .data import channel_count, crop_cells, select_channels
-from .models import DESCRIPTORS, DescriptorImageNet, DescriptorNet, build_classifier
+from .descriptor_trainer import image_head_of
+from .models import DESCRIPTORS, DescriptorNet, build_classifier
 
 __all__ = [
     "LoadedClassifier",
@@ -182,11 +183,7 @@ def load_classifier(
             param=param,
         ) from exc
     device = torch.device(device)
-    image_model = None
-    if state["backbone"] == DESCRIPTORS and state.get("image_model") is not None:
-        image_model = DescriptorImageNet(int(state["n_inputs"]), **state["image_net"])
-        image_model.load_state_dict(state["image_model"])
-        image_model = image_model.to(device).eval()
+    image_model = image_head_of(state) if state["backbone"] == DESCRIPTORS else None
     return LoadedClassifier(
         model.to(device).eval(),
         state["backbone"],
@@ -198,7 +195,7 @@ def load_classifier(
         np.asarray(state["thresholds"]),
         device,
         path,
-        image_model,
+        None if image_model is None else image_model.to(device),
     )
 
 

@@ -32,19 +32,19 @@ from ..classification import (
     Bag,
     ClassifyConfig,
     bag_probabilities,
-    build_descriptor_cache,
     cell_preset,
-    descriptor_cache_dir,
+    copy_bags,
     fit_image_head,
     image_head_probabilities,
-    load_bags,
+    split_bags,
     train_bags,
 )
 from ..classification.config import check_config
 from ..errors import InputError
 from ..evaluation import competition_map
-from ..labels import LabelRule, load_coco_split
-from ..submission import SubmissionRow, submission_row
+from ..evaluation.baselines import oracle_labels
+from ..labels import LabelRule
+from ..submission import SubmissionRow, build_submission, submission_row
 from ..weak import ScoreRule
 from .routes import WEAK, CellProbabilities, rows_by_rule
 
@@ -116,29 +116,21 @@ def _check(cfg: CrossValConfig) -> None:
             raise InputError(f"{name} {getattr(cfg, name)}: no such folder", param=name)
 
 
-def _bags(cfg: CrossValConfig, progress: bool) -> list[Bag]:
-    records = [r for split in ("train", "val") for r in load_coco_split(Path(cfg.dataset) / f"{split}.json")]
-    cache = descriptor_cache_dir(cfg.dataset, cfg.masks)
-    build_descriptor_cache(records, Path(cfg.data) / "train", cfg.masks, cache, workers=cfg.workers, progress=progress)
-    return load_bags(records, cache)
-
-
 def _fold_probabilities(
     classify: ClassifyConfig, train: list[Bag], held: list[Bag], masks: Path
 ) -> list[CellProbabilities]:
     model = train_bags(classify, train)
-    head = fit_image_head(classify, train)
-    heads = image_head_probabilities(head, held) if head is not None else [None] * len(held)
+    heads = image_head_probabilities(fit_image_head(classify, train), held)
     return [
         CellProbabilities(b.image_id, io.read_mask(io.mask_paths(masks, b.image_id)[0]), b.cells, p, q)
         for b, p, q in zip(held, bag_probabilities(model, held), heads)
     ]
 
 
-def _weak_row(c: CellProbabilities, true_cells: dict[int, tuple[int, ...]]) -> SubmissionRow:
-    """Every cell of ``c`` given its image's true labels at confidence 1."""
-    labels = sorted(set().union(*true_cells.values()))
-    return submission_row(c.image_id, c.label_image, {int(cell): [(k, 1.0) for k in labels] for cell in c.ids})
+def _weak_rows(probabilities: Sequence[CellProbabilities], image_labels: dict[str, set[int]]) -> list[SubmissionRow]:
+    """Every cell given its image's true labels at confidence 1 (the weak-label baseline)."""
+    cells = oracle_labels({c.image_id: [int(cell) for cell in c.ids] for c in probabilities}, image_labels)
+    return build_submission(((c.image_id, c.label_image) for c in probabilities), cells)
 
 
 def cross_validate(
@@ -171,28 +163,32 @@ def cross_validate(
         channels="rgby",
         device="cpu",
         seed=cfg.seed,
+        dataset=cfg.dataset,
+        data=str(Path(cfg.data) / "train"),
         masks=cfg.masks,
+        workers=cfg.workers,
         **{**cell_preset("cpu"), **cfg.classifier},
     )
     check_config(classify, check_paths=False)
-    bags = _bags(cfg, progress)
+    bags = [b for split in split_bags(classify, progress) for b in split]
     ids = sorted(b.image_id for b in bags)
     groups = np.array_split(np.random.default_rng(cfg.seed).permutation(len(ids)), cfg.folds)
-    truth_cells = io.read_cell_labels_csv(Path(cfg.data) / "cell_labels.csv")
+    truth = {row.image_id: row for row in truth_rows(cfg.data, ids)}
+    image_labels = {i: {p.label for p in row.predictions} for i, row in truth.items()}
     records = []
     for fold, group in enumerate(groups):
         held_ids = {ids[i] for i in group}
         held = [b for b in bags if b.image_id in held_ids]
-        train = [dataclasses.replace(b, targets=b.targets.copy()) for b in bags if b.image_id not in held_ids]
+        train = copy_bags([b for b in bags if b.image_id not in held_ids])
         if cfg.train_fraction < 1:
             keep = np.random.default_rng((cfg.seed, fold)).permutation(len(train))
             train = [train[i] for i in sorted(keep[: max(1, round(cfg.train_fraction * len(train)))])]
         step(f"fold {fold + 1}/{cfg.folds}: training on {len(train)} images, scoring {len(held)}")
-        truth = truth_rows(cfg.data, [b.image_id for b in held])
+        held_truth = [truth[b.image_id] for b in held]
         probabilities = _fold_probabilities(classify, train, held, Path(cfg.masks))
         for name, score_rule, label_rule in rules:
-            m = competition_map(truth, rows_by_rule(probabilities, score_rule, label_rule)).mAP
+            m = competition_map(held_truth, rows_by_rule(probabilities, score_rule, label_rule)).mAP
             records.append({"rule": name, "fold": fold, "mAP": float(m)})
-        weak = [_weak_row(c, truth_cells[c.image_id]) for c in probabilities]
-        records.append({"rule": WEAK, "fold": fold, "mAP": float(competition_map(truth, weak).mAP)})
+        weak = _weak_rows(probabilities, image_labels)
+        records.append({"rule": WEAK, "fold": fold, "mAP": float(competition_map(held_truth, weak).mAP)})
     return pd.DataFrame(records)
