@@ -4,7 +4,8 @@ the training images of ``bench learn``'s synthetic set (:mod:`hpaseg.pipeline.cr
 The test images are never read: this is how the default score rule, image pooling and
 image-model weight were chosen, and how the cost of holding out a validation split was
 measured (``--train-fraction 0.85``, the share ``bench learn``'s propagation trains on),
-and how the supervisions compare (``--supervision``).
+how the supervisions compare (``--supervision``) and what the image head's bag mixing
+gains (``--image-mix 0``).
 Needs a finished ``bench learn`` folder (its ``data/``, ``masks/train`` and ``dataset/``;
 ``--maskrcnn-iters 0`` is enough). Writes ``OUT/cv.json`` (every fold) and ``OUT/cv.md``
 (mean and standard deviation over the folds, best first). About 5 minutes on 2 CPU cores
@@ -22,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from .. import io
+from ..classification import ClassifyConfig
 from ..cli.base import ArgumentParser, add_quiet, cli_entry, configure_output
 from ..errors import InputError
 from ..io import check_output_path
@@ -50,6 +52,12 @@ def build_parser() -> ArgumentParser:
         "--supervision",
         default=None,
         help="propagated, mil or refined: the cell classifier's supervision (default: the CPU preset's)",
+    )
+    parser.add_argument(
+        "--image-mix",
+        type=float,
+        default=None,
+        help=f"the image head's bag-mixing chance (hpaseg classify --image-mix; default {ClassifyConfig.image_mix})",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2)
@@ -87,7 +95,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         dataset=str(learn / "dataset"),
         folds=args.folds,
         train_fraction=args.train_fraction,
-        classifier={} if args.supervision is None else {"supervision": args.supervision},
+        classifier={
+            name: value
+            for name, value in (("supervision", args.supervision), ("image_mix", args.image_mix))
+            if value is not None
+        },
         workers=args.workers,
         seed=args.seed,
     )

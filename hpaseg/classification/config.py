@@ -132,6 +132,9 @@ class ClassifyConfig:
     depth: int = 2  # descriptors backbone: hidden layers
     dropout: float = 0.1  # descriptors backbone
     image_epochs: int = 200  # descriptors backbone: epochs of the image head (0: none)
+    image_mix: float = (
+        0.75  # descriptors backbone: chance an image head sample joins other images' cells (hpaseg.weak.bag_mixtures)
+    )
     refit: bool = True  # descriptors backbone: after validating, train the final model again on train + val
     device: str = "cpu"
     workers: int = 2
@@ -169,6 +172,8 @@ def check_config(cfg: ClassifyConfig, *, check_paths: bool = True) -> None:
             raise InputError(f"{name} {getattr(cfg, name)}: expected an integer >= 0", param=name)
     if not 0 < cfg.keep_fraction <= 1:
         raise InputError(f"keep_fraction {cfg.keep_fraction}: expected a number in (0, 1]", param="keep_fraction")
+    if not 0 <= cfg.image_mix <= 1:
+        raise InputError(f"image_mix {cfg.image_mix}: expected a probability in [0, 1]", param="image_mix")
     if not 0 <= cfg.dropout < 1:
         raise InputError(f"dropout {cfg.dropout}: expected a number in [0, 1)", param="dropout")
     if cfg.level == "image" and (cfg.backbone == DESCRIPTORS or cfg.supervision != "propagated"):

@@ -32,6 +32,7 @@ Inputs are normalised with the backbone's ImageNet mean and std
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -142,7 +143,8 @@ class DescriptorImageNet(DescriptorNet):
     pooled from the cell network (:func:`hpaseg.weak.image_estimate`).
 
     ``forward`` takes the ``(N, D)`` raw descriptors of one image's N >= 1 cells and
-    returns ``(num_classes,)`` logits.
+    returns ``(num_classes,)`` logits; :meth:`forward_bags` does the same for many images
+    in one pass.
     """
 
     def __init__(
@@ -161,6 +163,19 @@ class DescriptorImageNet(DescriptorNet):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = (x - self.mean) / self.std
         return self.net(torch.cat([z.mean(0), z.max(0).values]))
+
+    def forward_bags(self, bags: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Logits ``(len(bags), num_classes)`` of several images, each ``(N_i, D)`` with
+        N_i >= 1: the rows of :meth:`forward`, pooled per image with scatter operations
+        and one pass of the network (several times faster than one call per image)."""
+        lengths = torch.tensor([len(b) for b in bags])
+        z = (torch.cat(list(bags)) - self.mean) / self.std
+        index = torch.repeat_interleave(torch.arange(len(bags)), lengths)
+        mean = z.new_zeros(len(bags), z.shape[1]).index_add(0, index, z) / lengths[:, None].to(z.dtype)
+        peak = z.new_full((len(bags), z.shape[1]), -torch.inf).scatter_reduce(
+            0, index[:, None].expand_as(z), z, reduce="amax", include_self=False
+        )
+        return self.net(torch.cat([mean, peak], 1))
 
 
 def check_input_size(name: str, size: int, *, param: str = "image_size") -> None:

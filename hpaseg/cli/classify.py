@@ -113,6 +113,7 @@ def config_from_args(args: argparse.Namespace, **overrides) -> ClassifyConfig:
         keep_fraction=pick("keep_fraction"),
         pooling=pick("pooling"),
         image_epochs=pick("image_epochs"),
+        image_mix=pick("image_mix"),
         refit=pick("refit"),
         pretrained=pick("pretrained"),
         device=device,
@@ -173,6 +174,13 @@ def build_parser() -> ArgumentParser:
         type=int,
         default=None,
         help=f"descriptors: epochs of the image head trained on the image labels, 0 = none (default {d.image_epochs})",
+    )
+    g.add_argument(
+        "--image-mix",
+        type=float,
+        default=None,
+        help="descriptors: chance that a training sample of the image head joins the cells of 1-3 other images, "
+        f"labelled with the union of their labels; 0 = never (default {d.image_mix})",
     )
     g.add_argument(
         "--refit",

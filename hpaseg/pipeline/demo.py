@@ -48,7 +48,7 @@ class DemoConfig:
     seed: int = 0
     workers: int = 2
     backbone: str = "densenet121"
-    train_iters: int = 40  # Mask R-CNN: a glimpse (the demo stays under 4 minutes on 2 cores); bench learn trains 600
+    train_iters: int = 30  # Mask R-CNN: a glimpse (the demo stays under 4 minutes on 2 cores); bench learn trains 600
     image_size: int = 256
     batch_size: int = 2
     lr: float = 0.16

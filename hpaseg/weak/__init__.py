@@ -1,7 +1,8 @@
 """Weak supervision: learning per-cell labels from per-image labels.
 
 * :mod:`~hpaseg.weak.bags`: the image as a bag of cells: propagated targets (every cell
-  gets its image's labels) and the multiple-instance loss on a pooled cell score;
+  gets its image's labels), the multiple-instance loss on a pooled cell score, and bag
+  mixing (several images' cells as one bag with the union of their labels);
 * :mod:`~hpaseg.weak.refine`: pseudo-label refinement: each cell re-labelled from its
   own predictions within its image's labels, cells left with none become Negative;
 * :mod:`~hpaseg.weak.fusion`: cell and image probabilities fused into the per-cell scores
@@ -11,7 +12,16 @@ Pure numpy/torch on top of :mod:`hpaseg.classes`; the trainers of
 :mod:`hpaseg.classification` and :mod:`hpaseg.detection` use it.
 """
 
-from .bags import POOLINGS, bag_loss, pool_logits, propagated_targets, targets_matrix
+from .bags import (
+    MAX_MIXED_IMAGES,
+    POOLINGS,
+    bag_loss,
+    bag_mixtures,
+    mixed_bag,
+    pool_logits,
+    propagated_targets,
+    targets_matrix,
+)
 from .fusion import (
     FUSIONS,
     IMAGE_POOLINGS,
@@ -26,7 +36,10 @@ from .refine import refine_targets
 
 __all__ = [
     "POOLINGS",
+    "MAX_MIXED_IMAGES",
     "bag_loss",
+    "bag_mixtures",
+    "mixed_bag",
     "pool_logits",
     "propagated_targets",
     "targets_matrix",

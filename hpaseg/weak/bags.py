@@ -9,6 +9,12 @@ Two ways to learn per-cell labels from an image's labels:
   absent from each of its cells (per-cell loss); a class present in the image is present
   in *some* cell: the loss is on the cells' scores pooled over the bag
   (:func:`pool_logits`: ``max``, ``lse`` = log-sum-exp, a soft maximum, or ``mean``).
+
+Bag mixing (:func:`bag_mixtures`) augments image-level training: an image holds a class
+when one of its cells does, so the cells of several images taken together are a valid
+training bag whose labels are the union of theirs (CutMix or mosaic augmentation, at the
+level of bags of cells). It multiplies the label combinations a few hundred images show,
+the rare classes' among them.
 """
 
 from __future__ import annotations
@@ -22,10 +28,20 @@ import torch.nn.functional as F
 from ..classes import NEGATIVE, NUM_CLASSES
 from ..errors import InputError
 
-__all__ = ["POOLINGS", "targets_matrix", "propagated_targets", "pool_logits", "bag_loss"]
+__all__ = [
+    "POOLINGS",
+    "MAX_MIXED_IMAGES",
+    "targets_matrix",
+    "propagated_targets",
+    "pool_logits",
+    "bag_loss",
+    "bag_mixtures",
+]
 
 #: Poolings of cell logits into an image logit.
 POOLINGS: tuple[str, ...] = ("lse", "max", "mean")
+#: The most images one mixed bag joins (:func:`bag_mixtures`).
+MAX_MIXED_IMAGES = 4
 
 
 def targets_matrix(cell_labels: Sequence[Sequence[int]]) -> np.ndarray:
@@ -126,3 +142,83 @@ def bag_loss(
             present.sum() / NUM_CLASSES
         )
     return loss
+
+
+def bag_mixtures(
+    order: Sequence[int],
+    n_bags: int,
+    rng: np.random.Generator,
+    *,
+    probability: float,
+    max_images: int = MAX_MIXED_IMAGES,
+) -> list[np.ndarray]:
+    """Groups of bags to train on as one: each bag of ``order``, alone or mixed with others.
+
+    With chance ``probability`` a bag is joined by 1 to ``max_images - 1`` others drawn
+    at random from the ``n_bags`` (the number uniform); the group's cells are the union
+    of theirs, its labels the union of their labels (module docstring).
+
+    Parameters
+    ----------
+    order : sequence of int
+        The bags of one batch, each the first of its group.
+    n_bags : int
+        Bags to draw partners from (indices ``0 .. n_bags - 1``).
+    rng : numpy.random.Generator
+    probability : float
+        In [0, 1]; 0 keeps every bag alone.
+    max_images : int
+        At least 2.
+
+    Returns
+    -------
+    list of ndarray of int
+        One group per bag of ``order``, that bag first.
+
+    Examples
+    --------
+    >>> groups = bag_mixtures([3, 1], 10, np.random.default_rng(0), probability=1.0)
+    >>> [int(g[0]) for g in groups], all(2 <= len(g) <= 4 for g in groups)
+    ([3, 1], True)
+    >>> [g.tolist() for g in bag_mixtures([3, 1], 10, np.random.default_rng(0), probability=0.0)]
+    [[3], [1]]
+    """
+    if not 0.0 <= probability <= 1.0:
+        raise InputError(f"image_mix {probability}: expected a probability in [0, 1]", param="image_mix")
+    if max_images < 2:
+        raise InputError(f"max_images {max_images}: expected at least 2", param="max_images")
+    groups = []
+    for first in order:
+        extra = int(rng.integers(1, max_images)) if probability > 0 and rng.random() < probability else 0
+        groups.append(np.concatenate([[int(first)], rng.integers(0, n_bags, extra)]).astype(np.int64))
+    return groups
+
+
+def mixed_bag(
+    cells: Sequence[torch.Tensor], targets: torch.Tensor, group: Sequence[int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One training bag from a group of :func:`bag_mixtures`: the cells of its bags, one
+    after the other, and the union of their image labels.
+
+    Parameters
+    ----------
+    cells : sequence of Tensor
+        Each bag's ``(N_i, D)`` cells.
+    targets : Tensor, shape (bags, C)
+        Each bag's multi-hot image labels.
+    group : sequence of int
+
+    Returns
+    -------
+    cells : Tensor, shape (sum N_i, D)
+    labels : Tensor, shape (C,)
+
+    Examples
+    --------
+    >>> x, y = mixed_bag([torch.zeros(2, 3), torch.ones(1, 3)], torch.tensor([[1.0, 0.0], [0.0, 1.0]]), [0, 1])
+    >>> tuple(x.shape), y.tolist()
+    ((3, 3), [1.0, 1.0])
+    """
+    members = [int(i) for i in group]
+    joined = cells[members[0]] if len(members) == 1 else torch.cat([cells[i] for i in members])
+    return joined, targets[members].amax(0)

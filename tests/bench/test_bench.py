@@ -121,7 +121,7 @@ def test_bench_learn_scores_every_route_and_score_rule(learn_run):
 
 def test_bench_cv_scores_every_rule_on_held_out_training_images(learn_run, tmp_path, capsys):
     from hpaseg.bench import cv as bench_cv
-    from hpaseg.pipeline.crossval import WEAK
+    from hpaseg.pipeline.crossval import TRUE_IMAGE, WEAK
     from hpaseg.pipeline.routes import score_rule_variants
 
     learn = tmp_path / "learn"  # without its test images: cross-validation must not need them
@@ -130,8 +130,11 @@ def test_bench_cv_scores_every_rule_on_held_out_training_images(learn_run, tmp_p
     assert bench_cv.main(["--learn", str(learn), "--out", str(out), "--folds", "2", "--quiet"]) == 0
     assert re.search(r"^seconds=\d+$", capsys.readouterr().out.strip().splitlines()[-1])
     result = json.loads((out / "cv.json").read_text())
-    names = [name for name, _, _ in score_rule_variants()] + [WEAK]
+    names = [name for name, _, _ in score_rule_variants()] + [WEAK, TRUE_IMAGE]
     assert sorted(r["rule"] for r in result["summary"]) == sorted(names)
+    fold0 = {r["rule"]: r["mAP"] for r in result["folds"] if r["fold"] == 0}
+    # the diagnostic replaces the learned image estimate by the true labels: another score
+    assert fold0[TRUE_IMAGE] != fold0["image pooling lse, image model weight 0.5"]
     assert len(result["folds"]) == 2 * len(names) and {r["fold"] for r in result["folds"]} == {0, 1}
     assert all(0 <= r["mAP"] <= 1 for r in result["folds"])
     maps = [r["mAP"] for r in result["summary"]]

@@ -104,6 +104,21 @@ def test_the_image_head_learns_which_images_hold_a_label():
     assert fit_image_head(_config(image_epochs=0), _bags()) is None
 
 
+def test_an_image_head_trained_only_on_mixed_bags_still_reads_single_images():
+    """Every sample mixes 2-4 images: the head learns from the union of their labels
+    (a wrong union, e.g. the first image's labels alone, would teach it that B's cells
+    are A's) and still separates held-out single images."""
+    cfg = _config(image_epochs=40, image_mix=1.0)
+    head = fit_image_head(cfg, _bags())
+    q = np.stack(image_head_probabilities(head, _bags(seed=1)))
+    held_out = _bags(seed=1)
+    for k in (A, B):
+        holds = np.array([k in b.image_labels for b in held_out])
+        assert q[holds, k].min() > q[~holds, k].max(), k
+    unmixed = fit_image_head(dataclasses.replace(cfg, image_mix=0.0), _bags())
+    assert not all(torch.equal(a, b) for a, b in zip(head.state_dict().values(), unmixed.state_dict().values()))
+
+
 @pytest.mark.parametrize(
     "changes, message",
     [
@@ -113,6 +128,7 @@ def test_the_image_head_learns_which_images_hold_a_label():
         ({"supervision": "magic"}, "supervision 'magic'"),
         ({"pooling": "attention"}, "pooling 'attention'"),
         ({"image_epochs": -1}, "image_epochs -1"),
+        ({"image_mix": 1.5}, "image_mix 1.5"),
     ],
 )
 def test_unusable_settings_are_refused(changes, message, tiny_dataset):
@@ -193,6 +209,24 @@ def test_resume_skips_finished_rounds(descriptor_run):
         train_classifier(dataclasses.replace(cfg, hidden=8), resume=True, progress=False)
 
 
+def test_a_run_of_an_earlier_hpaseg_is_not_resumed_with_settings_it_did_not_have(descriptor_run, tmp_path):
+    """A checkpoint whose config lacks image_mix was trained without bag mixing: resuming
+    it with the default (mixing) would mix two trainings, so it is refused."""
+    import shutil
+
+    cfg, _ = descriptor_run
+    old = tmp_path / "old"
+    shutil.copytree(cfg.out, old)
+    last = old / (old / "last_checkpoint").read_text().strip()
+    state = torch.load(last, weights_only=False)
+    del state["config"]["image_mix"]
+    torch.save(state, last)
+    with pytest.raises(InputError, match=r"image_mix 0\.0 \(now 0\.75\)"):
+        train_classifier(dataclasses.replace(cfg, out=str(old)), resume=True, progress=False)
+    again = train_classifier(dataclasses.replace(cfg, out=str(old), image_mix=0.0), resume=True, progress=False)
+    assert again["final_model_trained_on"] == "train+val"
+
+
 def test_the_run_loads_and_scores_the_cells_of_an_image(descriptor_run, tiny_dataset):
     from hpaseg import io
 
@@ -213,3 +247,16 @@ def test_the_run_loads_and_scores_the_cells_of_an_image(descriptor_run, tiny_dat
     [(_, unmixed)] = CellClassifierPredictor(loaded, score_rule=ScoreRule(image_model_weight=0.0))([image], [cells])
     [(_, headless)] = CellClassifierPredictor(dataclasses.replace(loaded, image_model=None))([image], [cells])
     assert unmixed == headless != scores
+
+
+def test_the_image_head_scores_many_images_in_one_pass_as_it_scores_each():
+    from hpaseg.classification.models import DescriptorImageNet
+
+    torch.manual_seed(0)
+    head = DescriptorImageNet(6, hidden=16).eval()
+    bags = [torch.randn(n, 6) for n in (1, 5, 2, 9)]
+    one_by_one = torch.stack([head(x) for x in bags])
+    assert torch.allclose(head.forward_bags(bags), one_by_one, atol=1e-5)
+    head.train()
+    head.forward_bags(bags).sum().backward()  # trainable: gradients reach the first layer
+    assert next(head.parameters()).grad.abs().sum() > 0

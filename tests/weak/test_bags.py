@@ -1,4 +1,4 @@
-"""hpaseg.weak.bags: targets and the multiple-instance loss."""
+"""hpaseg.weak.bags: targets, the multiple-instance loss and bag mixing."""
 
 from __future__ import annotations
 
@@ -7,7 +7,15 @@ import pytest
 import torch
 
 from hpaseg.errors import InputError
-from hpaseg.weak import bag_loss, pool_logits, propagated_targets, targets_matrix
+from hpaseg.weak import (
+    MAX_MIXED_IMAGES,
+    bag_loss,
+    bag_mixtures,
+    mixed_bag,
+    pool_logits,
+    propagated_targets,
+    targets_matrix,
+)
 
 
 def test_propagated_targets_give_every_cell_the_image_labels():
@@ -54,3 +62,33 @@ def test_a_negative_image_makes_every_cell_negative():
     logits = torch.zeros(3, 19, requires_grad=True)
     bag_loss(logits, (18,)).backward()
     assert (logits.grad[:, 18] < 0).all() and (logits.grad[:, :18] > 0).all()
+
+
+def test_bag_mixtures_keep_each_bag_first_and_join_one_to_three_others():
+    rng = np.random.default_rng(0)
+    order = list(range(40))
+    alone = bag_mixtures(order, 40, rng, probability=0.0)
+    assert [g.tolist() for g in alone] == [[i] for i in order]
+    mixed = bag_mixtures(order, 40, rng, probability=1.0)
+    assert [int(g[0]) for g in mixed] == order
+    sizes = [len(g) for g in mixed]
+    assert min(sizes) == 2 and max(sizes) == MAX_MIXED_IMAGES
+    assert all(0 <= i < 40 for g in mixed for i in g)
+    some = bag_mixtures(list(range(2000)), 2000, rng, probability=0.25)
+    assert 0.2 < np.mean([len(g) > 1 for g in some]) < 0.3
+
+
+@pytest.mark.parametrize("probability", [-0.1, 1.5])
+def test_a_mixing_chance_outside_0_1_is_refused(probability):
+    with pytest.raises(InputError, match=f"image_mix {probability}"):
+        bag_mixtures([0], 1, np.random.default_rng(0), probability=probability)
+
+
+def test_a_mixed_bag_holds_every_cell_of_its_images_and_the_union_of_their_labels():
+    cells = [torch.full((n, 2), float(i)) for i, n in enumerate((3, 1, 2))]
+    labels = torch.from_numpy(targets_matrix([(0,), (5, 18), (0, 7)]))
+    x, y = mixed_bag(cells, labels, [2, 1])
+    assert x[:, 0].tolist() == [2.0, 2.0, 1.0]
+    assert np.flatnonzero(y.numpy()).tolist() == [0, 5, 7, 18]
+    x, y = mixed_bag(cells, labels, [0])
+    assert x.shape == (3, 2) and np.flatnonzero(y.numpy()).tolist() == [0]
