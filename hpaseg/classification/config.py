@@ -132,9 +132,7 @@ class ClassifyConfig:
     depth: int = 2  # descriptors backbone: hidden layers
     dropout: float = 0.1  # descriptors backbone
     image_epochs: int = 200  # descriptors backbone: epochs of the image head (0: none)
-    image_mix: float = (
-        0.75  # descriptors backbone: chance an image head sample joins other images' cells (hpaseg.weak.bag_mixtures)
-    )
+    image_mix: float = 0.75  # descriptors backbone: image head's bag-mixing chance (hpaseg.weak.bag_mixtures)
     refit: bool = True  # descriptors backbone: after validating, train the final model again on train + val
     device: str = "cpu"
     workers: int = 2
