@@ -6,9 +6,11 @@ image-model weight were chosen, and how the cost of holding out a validation spl
 measured (``--train-fraction 0.85``, the share ``bench learn``'s propagation trains on),
 how the supervisions compare (``--supervision``) and what the image head's bag mixing
 gains (``--image-mix 0``).
-Needs a finished ``bench learn`` folder (its ``data/``, ``masks/train`` and ``dataset/``;
-``--maskrcnn-iters 0`` is enough). Writes ``OUT/cv.json`` (every fold) and ``OUT/cv.md``
-(mean and standard deviation over the folds, best first). About 5 minutes on 2 CPU cores
+Needs a finished ``bench learn`` folder (its first seed's ``data/``, ``masks/train`` and
+``dataset/``, or a seed folder given itself; ``--maskrcnn-iters 0`` is enough). Writes
+``OUT/cv.json`` (every fold) and ``OUT/cv.md`` (per rule, best first: mean and standard
+deviation over the folds, and the paired difference to the weak-label baseline, fold by
+fold, with its standard deviation and a verdict: above or below only beyond twice that). About 5 minutes on 2 CPU cores
 with 5 folds of 200 images.
 """
 
@@ -26,12 +28,13 @@ from .. import io
 from ..classification import ClassifyConfig
 from ..cli.base import ArgumentParser, add_quiet, cli_entry, configure_output
 from ..errors import InputError
+from ..evaluation import paired_summary
 from ..io import check_output_path
 from ..pipeline.crossval import CrossValConfig, cross_validate
-from ..pipeline.routes import score_rule_variants
+from ..pipeline.routes import WEAK, score_rule_variants
 from ..viz.study import results_markdown
 
-__all__ = ["build_parser", "summarize", "main"]
+__all__ = ["build_parser", "summarize", "learn_folder", "main"]
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +45,11 @@ def build_parser() -> ArgumentParser:
         prog="hpaseg bench cv",
         description="Cross-validate the cell classifier's score rules on the training images of a bench learn set.",
     )
-    parser.add_argument("--learn", default="runs/learn", help="a finished bench learn folder (default runs/learn)")
+    parser.add_argument(
+        "--learn",
+        default="runs/learn",
+        help="a finished bench learn folder, or one of its seed folders (default runs/learn: its first seed)",
+    )
     parser.add_argument("--out", default="runs/cv", help="output folder (default runs/cv)")
     parser.add_argument("--folds", type=int, default=5, help="groups of training images (default 5)")
     parser.add_argument(
@@ -65,16 +72,34 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
-def summarize(folds: pd.DataFrame) -> pd.DataFrame:
-    """Mean and standard deviation of each rule's mAP over the folds, best first.
+def summarize(folds: pd.DataFrame, baseline: str = WEAK) -> pd.DataFrame:
+    """Mean and standard deviation of each rule's mAP over the folds, and its paired
+    difference (same fold) to ``baseline`` with a verdict (:func:`hpaseg.evaluation.paired_summary`), best first.
 
-    >>> t = summarize(pd.DataFrame({"rule": ["a", "a", "b", "b"], "fold": [0, 1, 0, 1], "mAP": [0.5, 0.7, 0.2, 0.2]}))
-    >>> t["rule"].tolist(), t["mAP"].round(2).tolist()
-    (['a', 'b'], [0.6, 0.2])
+    >>> t = summarize(pd.DataFrame({"rule": ["a", "a", "b", "b"], "fold": [0, 1, 0, 1], "mAP": [0.5, 0.7, 0.2, 0.2]}), "b")
+    >>> t["rule"].tolist(), t["mAP"].round(2).tolist(), t["diff"].round(2).tolist()
+    (['a', 'b'], [0.6, 0.2], [0.4, 0.0])
     """
-    table = folds.groupby("rule", sort=False)["mAP"].agg(["mean", "std"]).reset_index()
-    table.columns = ["rule", "mAP", "std"]
+    table = paired_summary(folds, key="rule", unit="fold", values=["mAP"], baseline=baseline)
     return table.sort_values("mAP", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def learn_folder(path: str | Path) -> Path:
+    """The folder of one seed of a ``bench learn`` run: ``path`` itself when it holds a
+    dataset, else its first ``seed*`` folder (lowest seed)."""
+    learn = Path(path)
+    if (learn / "dataset" / "propagate.json").is_file():
+        return learn
+    seeds = sorted(
+        (p for p in learn.glob("seed*") if p.name[4:].isdigit() and (p / "dataset" / "propagate.json").is_file()),
+        key=lambda p: int(p.name[4:]),
+    )
+    if not seeds:
+        raise InputError(
+            f"--learn {learn}: no dataset/propagate.json, nor a seed*/ folder with one; run python -m hpaseg.bench learn --out {learn} first"
+        )
+    log.info("cross-validating the training images of %s", seeds[0])
+    return seeds[0]
 
 
 @cli_entry("bench cv", build_parser)
@@ -82,11 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the cross-validation."""
     args = build_parser().parse_args(argv)
     configure_output()
-    learn = Path(args.learn)
-    if not (learn / "dataset" / "propagate.json").is_file():
-        raise InputError(
-            f"--learn {learn}: no dataset/propagate.json; run python -m hpaseg.bench learn --out {learn} first"
-        )
+    learn = learn_folder(args.learn)
     check_output_path(args.out, option="--out", folder=True)
     started = time.perf_counter()
     cfg = CrossValConfig(

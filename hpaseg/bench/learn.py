@@ -1,21 +1,31 @@
-"""``python -m hpaseg.bench learn``: does training on image labels learn per-cell labels?
+"""``python -m hpaseg.bench learn``: does training on image labels learn per-cell labels,
+by more than the spread between seeds?
 
-Generates a fresh synthetic set (``hpaseg synth``, real-like fields; by default 200 train
-and 50 test images of 512 px, seed 0), segments it with the built-in segmenter,
-propagates the training labels, then trains and scores every route of
-:mod:`hpaseg.pipeline.routes` on the test images against their per-cell truth: the
-baselines (class prior, random, weak labels = the test images' true labels on every
-cell), the cell classifier with each supervision (propagated, mil, refined), Mask R-CNN
-trained on the refined run's cleaned labels, and the hybrid. Then, on the refined run's
-probabilities, the score rules: fusion (product, cell, image, mean with w 0.1-0.5) x
-Negative (max, model), image pooling (lse, mean) x image model weight (0-1; 0 = the
-image head unused), and a score floor of 0.05. One row per route or rule: competition mAP,
-per-cell macro AP, training seconds. Writes ``OUT/learn.json`` and ``OUT/learn.md``.
-Reruns reuse the data and finished runs.
+For each of ``--seeds`` seeds (``--seed``, ``--seed`` + 1, ...), in ``OUT/seed{s}/``:
+generates a fresh synthetic set (``hpaseg synth``, real-like fields; by default 200 train
+and 50 test images of 512 px, generated with that seed), segments it with the built-in
+segmenter, propagates the training labels, then trains (with that seed) and scores every
+route of :mod:`hpaseg.pipeline.routes` on the test images against their per-cell truth:
+the baselines (class prior, random, weak labels = the test images' true labels on every
+cell), the cell classifier with each supervision (propagated, mil, refined), and on the
+first ``--maskrcnn-seeds`` seeds Mask R-CNN trained on the refined run's cleaned labels
+and the hybrid. Every route also gets two diagnostics
+(:func:`hpaseg.pipeline.routes.diagnose`): *oracle-image* (its own scores kept for the
+true image classes only) and *weak-label on its cells*. Then, on the refined run's
+probabilities, the score rules of :func:`hpaseg.pipeline.routes.score_rule_variants`.
 
-Time budget on 2 CPU cores: about 25 minutes with the defaults (the three cell
-classifiers about 2 minutes, Mask R-CNN's 600 iterations about 20; ``--maskrcnn-iters 0``
-skips it). Measured figures: benchmarks/RESULTS.md.
+The summary gives, per route, the number of seeds, the mean and standard deviation of
+each figure, and the paired difference (same seed) of its mAP to the weak-label
+baseline with its standard deviation; a route is called above the baseline only when the
+mean difference exceeds twice its standard deviation (:mod:`hpaseg.evaluation.spread`).
+Writes ``OUT/learn.json`` (every seed's rows and the summaries) and ``OUT/learn.md``.
+Reruns reuse each seed's data and finished runs. ``--smoke`` shrinks everything to a
+CI-sized check (8 train and 3 test images of 128 px, 2 Mask R-CNN iterations at 64 px).
+
+Time budget on 2 CPU cores, defaults: about 5 minutes a seed for data, segmentation and
+the three cell classifiers, and about 20 minutes for Mask R-CNN's 600 iterations on the
+one seed that trains it (``--maskrcnn-iters 0`` skips it). Measured figures:
+benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -30,9 +40,13 @@ import pandas as pd
 
 from .. import io
 from ..cli.base import ArgumentParser, add_quiet, cli_entry, configure_output
+from ..errors import InputError
+from ..evaluation import paired_summary
+from ..evaluation.spread import ABOVE, NOISE, ONE_REPEAT
 from ..io import check_output_path
 from ..labels import propagate_dataset
 from ..pipeline.routes import (
+    WEAK,
     RoutesConfig,
     cell_probabilities,
     routes_table,
@@ -46,40 +60,80 @@ from ..submission import read_submission
 from ..synth import generate_dataset
 from ..viz.study import results_markdown
 
-__all__ = ["build_parser", "main", "score_rule_table"]
+__all__ = [
+    "SMOKE",
+    "build_parser",
+    "main",
+    "score_rule_table",
+    "summarize_routes",
+    "summarize_rules",
+    "summary_markdown",
+    "verdict_lines",
+]
 
 log = logging.getLogger(__name__)
+
+#: ``--smoke``: the CI-sized run (every stage, every route, a few seconds a seed).
+SMOKE: dict = {"n_train": 8, "n_test": 3, "size": 128, "maskrcnn_iters": 2, "image_size": 64}
+#: The figures summarised over seeds.
+ROUTE_VALUES: list[str] = ["mAP", "cell_macro_ap", "oracle_image", "weak_on_cells", "train_seconds"]
 
 
 def build_parser() -> ArgumentParser:
     """Options of ``python -m hpaseg.bench learn``."""
     parser = ArgumentParser(
         prog="hpaseg bench learn",
-        description="Train every route on image labels of a synthetic set and score them on per-cell truth.",
+        description="Train every route on image labels of fresh synthetic sets (one per seed) and score them on per-cell truth.",
     )
     parser.add_argument("--out", default="runs/learn", help="output folder (default runs/learn)")
     parser.add_argument("--n-train", type=int, default=200)
     parser.add_argument("--n-test", type=int, default=50)
     parser.add_argument("--size", type=int, default=512, help="synthetic image size in px (default 512)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="the first seed (default 0)")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=3,
+        help="fresh synthetic sets, each with its own data and training seed (default 3)",
+    )
     parser.add_argument(
         "--supervisions", nargs="+", default=["propagated", "mil", "refined"], help="cell-classifier runs to train"
     )
     parser.add_argument(
         "--maskrcnn-iters", type=int, default=600, help="Mask R-CNN iterations, 0 = no Mask R-CNN (default 600)"
     )
+    parser.add_argument(
+        "--maskrcnn-seeds",
+        type=int,
+        default=1,
+        help="how many of the seeds (the first ones) also train Mask R-CNN and the hybrid (default 1)",
+    )
     parser.add_argument("--image-size", type=int, default=256, help="Mask R-CNN working size in px (default 256)")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="CI-sized: 8 train and 3 test images of 128 px, 2 Mask R-CNN iterations at 64 px",
+    )
     add_quiet(parser)
     return parser
 
 
-def _prepare(args) -> tuple[Path, Path, Path]:
-    out = Path(args.out)
+def _check(args) -> None:
+    for name in ("n_train", "n_test", "size", "seeds"):
+        if getattr(args, name) < 1:
+            raise InputError(f"{name} {getattr(args, name)}: expected an integer >= 1", param=name)
+    for name in ("maskrcnn_iters", "maskrcnn_seeds"):
+        if getattr(args, name) < 0:
+            raise InputError(f"{name} {getattr(args, name)}: expected an integer >= 0", param=name)
+
+
+def _prepare(args, seed: int, out: Path) -> tuple[Path, Path, Path]:
+    """One seed's synthetic set, its segmentation and its propagated dataset (reused when finished)."""
     data, masks, dataset = out / "data", out / "masks", out / "dataset"
-    params = {k: getattr(args, k) for k in ("n_train", "n_test", "size", "seed")}
+    params = {"n_train": args.n_train, "n_test": args.n_test, "size": args.size, "seed": seed}
     if not (data / "truth.csv").is_file() or io.read_json(out / "params.json") != params:
-        generate_dataset(data, args.n_train, args.n_test, args.size, args.seed, progress=False, overwrite=True)
+        generate_dataset(data, args.n_train, args.n_test, args.size, seed, progress=False, overwrite=True)
         io.write_json(out / "params.json", params)
     for split in ("train", "test"):
         log.info(
@@ -106,49 +160,120 @@ def score_rule_table(run: Path, data: Path, masks: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _markdown(table: pd.DataFrame) -> str:
-    return results_markdown(table, list(table.columns), sort_by=None)
-
-
-@cli_entry("bench learn", build_parser)
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the learning benchmark."""
-    args = build_parser().parse_args(argv)
-    configure_output()
-    check_output_path(args.out, option="--out", folder=True)
-    started = time.perf_counter()
-    data, masks, dataset = _prepare(args)
+def _run_seed(args, seed: int, index: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every route and score rule on the set of one seed; each table with a ``seed`` column."""
+    out = Path(args.out) / f"seed{seed}"
+    log.info("seed %d (%d of %d)", seed, index + 1, args.seeds)
+    data, masks, dataset = _prepare(args, seed, out)
     cfg = RoutesConfig(
-        out=str(Path(args.out) / "routes"),
+        out=str(out / "routes"),
         data=str(data),
         masks=str(masks),
         dataset=str(dataset),
         supervisions=tuple(args.supervisions),
-        maskrcnn_iters=args.maskrcnn_iters,
+        maskrcnn_iters=args.maskrcnn_iters if index < args.maskrcnn_seeds else 0,
         maskrcnn={"image_size": args.image_size},
         workers=args.workers,
-        seed=args.seed,
+        seed=seed,
     )
     routes = routes_table(run_routes(cfg)).drop(columns=["submission"])
     labeller = "refined" if "refined" in args.supervisions else args.supervisions[-1]
     rules = score_rule_table(Path(cfg.out) / f"cell_{labeller}", data, masks)
-    seconds = time.perf_counter() - started
+    return routes.assign(seed=seed), rules.assign(seed=seed)
+
+
+def summarize_routes(routes: pd.DataFrame) -> pd.DataFrame:
+    """Per route over the seeds: mean and sd of each figure, the paired mAP difference to
+    the weak-label baseline and its verdict (:func:`hpaseg.evaluation.paired_summary`)."""
+    return paired_summary(routes, key="route", unit="seed", values=ROUTE_VALUES, baseline=WEAK)
+
+
+def summarize_rules(rules: pd.DataFrame) -> pd.DataFrame:
+    """Per score rule over the seeds: mean and sd, and the paired difference to the default rule (the first)."""
+    default = rules["rule"].iloc[0]
+    return paired_summary(rules, key="rule", unit="seed", values=["mAP", "cell_macro_ap"], baseline=default)
+
+
+def _pm(mean: float, sd: float) -> str:
+    if pd.isna(mean):
+        return "–"
+    return f"{mean:.3f}" if pd.isna(sd) else f"{mean:.3f} ± {sd:.3f}"
+
+
+def summary_markdown(summary: pd.DataFrame, key: str, values: Sequence[str], against: str) -> str:
+    """The summary as a Markdown table: mean ± sd per figure, the paired difference ± sd, the verdict."""
+    table = pd.DataFrame(
+        {
+            key: summary[key],
+            "seeds": summary["n"],
+            **{v: [_pm(m, s) for m, s in zip(summary[v], summary[f"{v}_sd"])] for v in values},
+            f"diff to {against}": [_pm(m, s) for m, s in zip(summary["diff"], summary["diff_sd"])],
+            "verdict": summary["verdict"],
+        }
+    )
+    return results_markdown(table, list(table.columns), sort_by=None)
+
+
+def verdict_lines(summary: pd.DataFrame) -> str:
+    """Which routes are above the weak-label baseline beyond the spread between seeds, which are within it."""
+    lines = []
+    for label, wanted in (
+        ("above the weak-label baseline (mean paired diff > 2 sd)", ABOVE),
+        ("within noise of it", NOISE),
+        ("one seed only (no spread: no claim)", ONE_REPEAT),
+    ):
+        names = summary.loc[summary["verdict"] == wanted, "route"].tolist()
+        lines.append(f"- {label}: {'; '.join(names) if names else 'none'}")
+    return "\n".join(lines)
+
+
+def _report(args, routes: pd.DataFrame, rules: pd.DataFrame, seconds: float) -> str:
+    route_summary, rule_summary = summarize_routes(routes), summarize_rules(rules)
+    labeller = "refined" if "refined" in args.supervisions else args.supervisions[-1]
     io.write_json(
         Path(args.out) / "learn.json",
         {
             "params": vars(args),
+            "seeds": sorted(int(s) for s in routes["seed"].unique()),
+            "summary": route_summary.to_dict("records"),
+            "score_rule_summary": rule_summary.to_dict("records"),
             "routes": routes.to_dict("records"),
             "score_rules": rules.to_dict("records"),
             "seconds": seconds,
         },
         indent=2,
     )
-    text = f"{_markdown(routes)}\n\nscore rules on cell_{labeller}:\n\n{_markdown(rules)}\n"
+    text = (
+        f"routes over {args.seeds} seed(s) (mean ± sd; rows with one seed have no spread):\n\n"
+        f"{verdict_lines(route_summary)}\n\n"
+        f"{summary_markdown(route_summary, 'route', ROUTE_VALUES, 'weak-label')}\n\n"
+        f"score rules on cell_{labeller} over {args.seeds} seed(s):\n\n"
+        f"{summary_markdown(rule_summary, 'rule', ['mAP', 'cell_macro_ap'], 'default')}\n\n"
+        f"every seed:\n\n{results_markdown(routes, list(routes.columns), sort_by=None)}\n"
+    )
     with io.atomic_write(Path(args.out) / "learn.md") as fh:
         fh.write(text)
-    print(routes.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    print()
-    print(rules.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    return text
+
+
+@cli_entry("bench learn", build_parser)
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the learning benchmark."""
+    args = build_parser().parse_args(argv)
+    if args.smoke:
+        for name, value in SMOKE.items():
+            setattr(args, name, value)
+    configure_output()
+    _check(args)
+    check_output_path(args.out, option="--out", folder=True)
+    started = time.perf_counter()
+    routes, rules = [], []
+    for index, seed in enumerate(range(args.seed, args.seed + args.seeds)):
+        r, s = _run_seed(args, seed, index)
+        routes.append(r)
+        rules.append(s)
+    seconds = time.perf_counter() - started
+    print(_report(args, pd.concat(routes, ignore_index=True), pd.concat(rules, ignore_index=True), seconds))
     print(f"seconds={seconds:.0f}")
     return 0
 

@@ -2,7 +2,8 @@
 
 Modules: :mod:`~hpaseg.evaluation.competition` (mAP over classes at mask IoU >= 0.6,
 per image, per cell), :mod:`~hpaseg.evaluation.matching` (the one IoU matcher, label
-images), :mod:`~hpaseg.evaluation.classification` (macro-F1, AP, confusion matrices).
+images), :mod:`~hpaseg.evaluation.classification` (macro-F1, AP, confusion matrices),
+:mod:`~hpaseg.evaluation.spread` (figures over seeds or folds, paired differences).
 """
 
 from .classification import (
@@ -29,6 +30,7 @@ from .matching import (
     label_iou_matrix,
     match_label_images,
 )
+from .spread import paired_summary, verdict
 
 __all__ = [
     "DEFAULT_THRESHOLD_GRID",
@@ -49,4 +51,6 @@ __all__ = [
     "greedy_match",
     "label_iou_matrix",
     "match_label_images",
+    "paired_summary",
+    "verdict",
 ]

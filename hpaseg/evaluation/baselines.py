@@ -7,6 +7,16 @@ score in context:
 * *random*: a few random classes per cell, random confidences;
 * *weak-label oracle*: each cell labelled with its image's **true** labels, which a
   real model never sees; what handing every cell its image's labels achieves.
+
+Two diagnostics of a route's own submission split its loss into segmentation, image
+recognition and cell localisation:
+
+* :func:`restrict_to_image_labels` (*oracle-image*): the route's own (cell, class)
+  scores, kept only for the classes of each image's true labels: what perfect image
+  recognition would give with the route's ranking of cells. It never scores below the
+  route (it only removes false positives of absent classes).
+* :func:`weak_labels_on_cells`: the route's cells, each given all its image's true
+  labels at confidence 1: the weak-label baseline on the route's own segmentation.
 """
 
 from __future__ import annotations
@@ -18,9 +28,16 @@ import numpy as np
 
 from ..classes import NUM_CLASSES
 from ..io import parse_labels
-from ..submission import CellLabel
+from ..submission import CellLabel, Prediction, SubmissionRow
 
-__all__ = ["prior_confidences", "prior_labels", "random_labels", "oracle_labels"]
+__all__ = [
+    "prior_confidences",
+    "prior_labels",
+    "random_labels",
+    "oracle_labels",
+    "restrict_to_image_labels",
+    "weak_labels_on_cells",
+]
 
 
 def prior_confidences(cell_label_strings: Sequence[str]) -> np.ndarray:
@@ -81,3 +98,42 @@ def oracle_labels(cells: Mapping[str, Sequence[int]], image_labels: Mapping[str,
     [(1, 0), (1, 16), (2, 0), (2, 16)]
     """
     return [CellLabel(i, c, int(k), 1.0) for i, ids in cells.items() for c in ids for k in sorted(image_labels[i])]
+
+
+def restrict_to_image_labels(
+    rows: Sequence[SubmissionRow], image_labels: Mapping[str, Sequence[int]]
+) -> list[SubmissionRow]:
+    """A submission's predictions kept only for the classes of each image's true labels
+    (the *oracle-image* diagnostic); images absent from ``image_labels`` keep none.
+
+    >>> row = SubmissionRow("a", 2, 1, [Prediction(0, 0.9, "m"), Prediction(5, 0.4, "m")])
+    >>> [(p.label, p.confidence) for p in restrict_to_image_labels([row], {"a": [5]})[0].predictions]
+    [(5, 0.4)]
+    """
+    return [
+        SubmissionRow(
+            r.image_id,
+            r.width,
+            r.height,
+            [p for p in r.predictions if p.label in set(image_labels.get(r.image_id, ()))],
+        )
+        for r in rows
+    ]
+
+
+def weak_labels_on_cells(
+    rows: Sequence[SubmissionRow], image_labels: Mapping[str, Sequence[int]]
+) -> list[SubmissionRow]:
+    """Each distinct cell (mask) of a submission given all its image's true labels at
+    confidence 1: the weak-label baseline on a route's own cells.
+
+    >>> row = SubmissionRow("a", 2, 1, [Prediction(0, 0.9, "m1"), Prediction(5, 0.4, "m1"), Prediction(3, 0.2, "m2")])
+    >>> [(p.label, p.confidence, p.mask) for p in weak_labels_on_cells([row], {"a": [16, 0]})[0].predictions]
+    [(0, 1.0, 'm1'), (16, 1.0, 'm1'), (0, 1.0, 'm2'), (16, 1.0, 'm2')]
+    """
+    out = []
+    for r in rows:
+        masks = list(dict.fromkeys(p.mask for p in r.predictions))
+        labels = sorted(int(k) for k in image_labels.get(r.image_id, ()))
+        out.append(SubmissionRow(r.image_id, r.width, r.height, [Prediction(k, 1.0, m) for m in masks for k in labels]))
+    return out

@@ -17,7 +17,15 @@ propagated from it. Routes:
   can come from better cells rather than better labels).
 
 Each route gets the competition mAP, the per-cell macro AP (every true cell's scores
-against its true labels, :func:`hpaseg.evaluation.cell_targets`) and its training seconds.
+against its true labels, :func:`hpaseg.evaluation.cell_targets`: missed true cells score
+0, extra predicted cells count as false detections) and its training seconds, and two
+diagnostics of its own submission (:func:`diagnose`): *oracle-image* (its (cell, class)
+scores kept only for the image's true classes: perfect image recognition with its ranking
+of cells) and *weak-label on its cells* (its cells, each with all the image's true labels
+at confidence 1). With the oracle's 1.0 they split the route's loss: ``1 - weak_on_cells``
+is about its cells (segmentation, and treating every cell of an image alike),
+``oracle_image - mAP`` is image recognition, and ``oracle_image`` against
+``weak_on_cells`` is how well it ranks the cells within an image (cell localisation).
 """
 
 from __future__ import annotations
@@ -38,7 +46,14 @@ from ..classification import CellClassifierPredictor, ClassifyConfig, cell_prese
 from ..classification.descriptor_trainer import REFINED_LABELS
 from ..detection import MaskRCNNPredictor, TrainConfig, train_torchvision
 from ..evaluation import cell_targets, competition_map, evaluate_scores
-from ..evaluation.baselines import oracle_labels, prior_confidences, prior_labels, random_labels
+from ..evaluation.baselines import (
+    oracle_labels,
+    prior_confidences,
+    prior_labels,
+    random_labels,
+    restrict_to_image_labels,
+    weak_labels_on_cells,
+)
 from ..labels import LabelRule, cell_labels, relabel_dataset
 from ..submission import CellLabel, SubmissionRow, build_submission, read_submission, submission_row, write_submission
 from ..weak import ScoreRule, fuse_scores
@@ -54,6 +69,7 @@ __all__ = [
     "score_rows",
     "baseline_scores",
     "weak_label_score",
+    "diagnose",
     "CellProbabilities",
     "cell_probabilities",
     "rows_by_rule",
@@ -113,6 +129,8 @@ class RouteScore:
     cell_macro_ap: float
     train_seconds: float | None = None
     submission: str | None = None
+    oracle_image: float | None = None  # mAP of its scores kept for the true image classes only
+    weak_on_cells: float | None = None  # mAP of its cells with every true image label at confidence 1
 
 
 def score_rows(truth: Sequence[SubmissionRow], rows: Sequence[SubmissionRow]) -> tuple[float, float]:
@@ -132,8 +150,36 @@ def _write(out_csv: Path, mask_dir: Path, ids: Sequence[str], cells: Sequence[Ce
 
 
 def _true_image_labels(data: Path, image_ids: Sequence[str]) -> dict[str, set[int]]:
+    """The classes of each image's true cells (Negative included where a cell is negative)."""
     true_cells = io.read_cell_labels_csv(data / "cell_labels.csv")
     return {i: set().union(*true_cells[i].values()) for i in image_ids if i in true_cells}
+
+
+def diagnose(
+    scores: Sequence[RouteScore], truth: Sequence[SubmissionRow], image_labels: dict[str, set[int]]
+) -> list[RouteScore]:
+    """Each route with its two diagnostics (module docstring), from its submission file.
+
+    Parameters
+    ----------
+    scores : sequence of RouteScore
+        Routes with a ``submission``; others are returned unchanged.
+    truth : sequence of SubmissionRow
+        The test images' true cells.
+    image_labels : dict of str to set of int
+        The classes of each test image's true cells.
+    """
+    out = []
+    for s in scores:
+        if s.submission is not None:
+            rows = read_submission(s.submission)
+            s = dataclasses.replace(
+                s,
+                oracle_image=float(competition_map(truth, restrict_to_image_labels(rows, image_labels)).mAP),
+                weak_on_cells=float(competition_map(truth, weak_labels_on_cells(rows, image_labels)).mAP),
+            )
+        out.append(s)
+    return out
 
 
 def baseline_scores(cfg: RoutesConfig, truth: Sequence[SubmissionRow]) -> list[RouteScore]:
@@ -341,10 +387,11 @@ def run_routes(
         scores.append(
             weak_label_score(cfg, truth, out / "maskrcnn_masks", WEAK_MASKRCNN, "weak_label_maskrcnn_submission.csv")
         )
+    scores = diagnose(scores, truth, _true_image_labels(Path(cfg.data), io.list_image_ids(Path(cfg.data) / "test")))
     io.write_table(out / "routes.csv", routes_table(scores))
     return scores
 
 
 def routes_table(scores: Sequence[RouteScore]) -> pd.DataFrame:
-    """One row per route: route, mAP, cell_macro_ap, train_seconds, submission."""
+    """One row per route: route, mAP, cell_macro_ap, train_seconds, submission, oracle_image, weak_on_cells."""
     return pd.DataFrame([dataclasses.asdict(s) for s in scores])

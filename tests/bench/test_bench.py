@@ -82,41 +82,94 @@ def test_bench_unknown(capsys):
 
 @pytest.fixture(scope="module")
 def learn_run(tmp_path_factory) -> tuple[Path, str]:
-    """A tiny ``bench learn`` folder (6 train, 2 test images of 128 px, no Mask R-CNN) and what it printed."""
+    """``bench learn --smoke`` over 3 seeds (8 train, 3 test images of 128 px each; Mask R-CNN
+    on the first seed only) with two supervisions, and what it printed."""
     import contextlib
     import io as text_io
 
     from hpaseg.bench import learn as bench_learn
 
     out = tmp_path_factory.mktemp("bench") / "learn"
-    argv = ["--out", str(out), "--n-train", "6", "--n-test", "2", "--size", "128", "--maskrcnn-iters", "0"]
     printed = text_io.StringIO()
     with contextlib.redirect_stdout(printed):
-        assert bench_learn.main([*argv, "--supervisions", "propagated", "refined", "--quiet"]) == 0
+        argv = ["--out", str(out), "--smoke", "--seeds", "3", "--supervisions", "propagated", "refined", "--quiet"]
+        assert bench_learn.main(argv) == 0
     return out, printed.getvalue()
 
 
-def test_bench_learn_scores_every_route_and_score_rule(learn_run):
-    from hpaseg.pipeline.routes import PRIOR, RANDOM, WEAK
+MASKRCNN = "Mask R-CNN (its own cells and labels)"
+HYBRID = "hybrid (Mask R-CNN cells, cell classifier labels)"
+REFINED = "cell classifier (descriptors, refined)"
+
+
+def test_bench_learn_scores_every_route_and_score_rule_on_every_seed(learn_run):
+    from hpaseg.pipeline.routes import PRIOR, RANDOM, WEAK, WEAK_MASKRCNN
 
     out, printed = learn_run
     assert re.search(r"^seconds=\d+$", printed.strip().splitlines()[-1])
     result = json.loads((out / "learn.json").read_text())
-    routes = {r["route"]: r for r in result["routes"]}
-    assert set(routes) == {
-        PRIOR,
-        RANDOM,
-        WEAK,
-        "cell classifier (descriptors, propagated)",
-        "cell classifier (descriptors, refined)",
-    }
-    for r in routes.values():
-        assert 0 <= r["mAP"] <= 1 and 0 <= r["cell_macro_ap"] <= 1
-    assert routes["cell classifier (descriptors, refined)"]["train_seconds"] > 0
-    rules = [r["rule"] for r in result["score_rules"]]
+    assert result["seeds"] == [0, 1, 2]
+    every_seed = {PRIOR, RANDOM, WEAK, "cell classifier (descriptors, propagated)", REFINED}
+    for seed in (0, 1, 2):
+        routes = {r["route"] for r in result["routes"] if r["seed"] == seed}
+        # Mask R-CNN and the hybrid on the first seed only (--maskrcnn-seeds 1)
+        assert routes == (every_seed | {MASKRCNN, HYBRID, WEAK_MASKRCNN} if seed == 0 else every_seed)
+        # each seed is its own synthetic set
+        assert json.loads((out / f"seed{seed}" / "params.json").read_text())["seed"] == seed
+    truths = {(out / f"seed{s}" / "data" / "truth.csv").read_text() for s in (0, 1, 2)}
+    assert len(truths) == 3
+    summary = {r["route"]: r for r in result["summary"]}
+    assert summary[REFINED]["n"] == 3 and summary[MASKRCNN]["n"] == 1
+    assert summary[MASKRCNN]["verdict"] == "one repeat: no spread" and summary[WEAK]["verdict"] == "baseline"
+    assert all(r["train_seconds"] > 0 for r in result["routes"] if r["route"] == REFINED)
+    rules = [r["rule"] for r in result["score_rules"] if r["seed"] == 0]
     assert len(rules) == 25 and "fusion product, Negative max" in rules and "fusion mean w 0.2, Negative max" in rules
-    assert "image pooling lse, image model weight 0.5" in rules
-    assert "| route |" in (out / "learn.md").read_text()
+    assert {r["n"] for r in result["score_rule_summary"]} == {3}
+    text = (out / "learn.md").read_text()
+    assert "| route | seeds | mAP |" in text and "above the weak-label baseline" in text
+
+
+def test_bench_learn_orderings_that_must_hold(learn_run):
+    """The oracle-image diagnostic only removes false positives: never below its route; the
+    weak-label rows on a route's cells are the weak-label baselines; a trained route beats random."""
+    import numpy as np
+
+    from hpaseg.pipeline.routes import RANDOM, WEAK, WEAK_MASKRCNN
+
+    result = json.loads((learn_run[0] / "learn.json").read_text())
+    for seed in (0, 1, 2):
+        rows = {r["route"]: r for r in result["routes"] if r["seed"] == seed}
+        for name, r in rows.items():
+            assert 0 <= r["mAP"] <= r["oracle_image"] + 1e-9 <= 1 + 1e-9, (seed, name)
+        segmented = [n for n in rows if n not in (MASKRCNN, HYBRID, WEAK_MASKRCNN)]
+        for name in segmented:  # the built-in segmentation's cells
+            assert rows[name]["weak_on_cells"] == pytest.approx(rows[WEAK]["mAP"]), (seed, name)
+        if seed == 0:
+            for name in (MASKRCNN, HYBRID):
+                assert rows[name]["weak_on_cells"] == pytest.approx(rows[WEAK_MASKRCNN]["mAP"]), name
+        assert rows[REFINED]["mAP"] > rows[RANDOM]["mAP"] + 0.1
+    # the summary's verdicts follow from the paired differences
+    by_route = {}
+    for r in result["routes"]:
+        by_route.setdefault(r["route"], {})[r["seed"]] = r["mAP"]
+    for s in result["summary"]:
+        d = np.array([by_route[s["route"]][k] - by_route[WEAK][k] for k in sorted(by_route[s["route"]])])
+        assert s["diff"] == pytest.approx(d.mean())
+        if len(d) > 1 and s["route"] != WEAK:
+            sd = d.std(ddof=1)
+            assert s["diff_sd"] == pytest.approx(sd)
+            expected = "above" if d.mean() > 2 * sd else "below" if d.mean() < -2 * sd else "within noise"
+            assert s["verdict"].startswith(expected)
+    summary = {s["route"]: s for s in result["summary"]}
+    assert summary[RANDOM]["verdict"].startswith("below")
+
+
+def test_bench_learn_refuses_bad_counts(tmp_path, capsys):
+    from hpaseg.bench import learn as bench_learn
+
+    assert bench_learn.main(["--out", str(tmp_path / "l"), "--seeds", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--seeds" in err and len(err.splitlines()) == 1 and not (tmp_path / "l").exists()
 
 
 def test_bench_cv_scores_every_rule_on_held_out_training_images(learn_run, tmp_path, capsys):
@@ -125,7 +178,7 @@ def test_bench_cv_scores_every_rule_on_held_out_training_images(learn_run, tmp_p
     from hpaseg.pipeline.routes import score_rule_variants
 
     learn = tmp_path / "learn"  # without its test images: cross-validation must not need them
-    shutil.copytree(learn_run[0], learn, ignore=shutil.ignore_patterns("routes", "test", "truth.csv"))
+    shutil.copytree(learn_run[0], learn, ignore=shutil.ignore_patterns("routes", "test", "truth.csv", "seed1", "seed2"))
     out = tmp_path / "cv"
     assert bench_cv.main(["--learn", str(learn), "--out", str(out), "--folds", "2", "--quiet"]) == 0
     assert re.search(r"^seconds=\d+$", capsys.readouterr().out.strip().splitlines()[-1])
@@ -139,6 +192,14 @@ def test_bench_cv_scores_every_rule_on_held_out_training_images(learn_run, tmp_p
     assert all(0 <= r["mAP"] <= 1 for r in result["folds"])
     maps = [r["mAP"] for r in result["summary"]]
     assert maps == sorted(maps, reverse=True) and "| rule |" in (out / "cv.md").read_text()
+    summary = {r["rule"]: r for r in result["summary"]}
+    assert summary[WEAK]["verdict"] == "baseline" and summary[WEAK]["diff"] == 0
+    diffs = [fold0[TRUE_IMAGE] - fold0[WEAK]] + [
+        r["mAP"] - next(w["mAP"] for w in result["folds"] if w["rule"] == WEAK and w["fold"] == 1)
+        for r in result["folds"]
+        if r["rule"] == TRUE_IMAGE and r["fold"] == 1
+    ]
+    assert summary[TRUE_IMAGE]["diff"] == pytest.approx(sum(diffs) / 2)
 
 
 def test_bench_cv_needs_a_bench_learn_folder(tmp_path, capsys):
