@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
+from ..runtime.config import check_numbers
 from ..runtime.schedule import SCHEDULES
 from ..weak import POOLINGS
 from .data import CHANNEL_MODES
@@ -152,6 +153,21 @@ def _choice(param: str, value: str, choices: Sequence[str]) -> None:
         raise InputError(f"{param} {value!r}: expected one of {', '.join(choices)}", param=param)
 
 
+#: Settings of :class:`ClassifyConfig` that must be > 0 and >= 0 (floats finite too).
+_POSITIVE = ("image_size", "crop_size", "epochs", "batch_size", "hidden", "log_period", "lr")
+_NON_NEGATIVE = (
+    "refine_rounds",
+    "depth",
+    "image_epochs",
+    "warmup_iters",
+    "checkpoint_period",
+    "eval_period",
+    "workers",
+    "weight_decay",
+    "focal_gamma",
+)
+
+
 def check_config(cfg: ClassifyConfig, *, check_paths: bool = True) -> None:
     """Refuse unusable settings with an :class:`InputError` naming the parameter."""
     _choice("level", cfg.level, LEVELS)
@@ -162,12 +178,7 @@ def check_config(cfg: ClassifyConfig, *, check_paths: bool = True) -> None:
     _choice("schedule", cfg.schedule, SCHEDULES)
     _choice("supervision", cfg.supervision, SUPERVISIONS)
     _choice("pooling", cfg.pooling, POOLINGS)
-    for name in ("image_size", "crop_size", "epochs", "batch_size", "hidden"):
-        if getattr(cfg, name) < 1:
-            raise InputError(f"{name} {getattr(cfg, name)}: expected a positive integer", param=name)
-    for name in ("refine_rounds", "depth", "image_epochs"):
-        if getattr(cfg, name) < 0:
-            raise InputError(f"{name} {getattr(cfg, name)}: expected an integer >= 0", param=name)
+    check_numbers(cfg, positive=_POSITIVE, non_negative=_NON_NEGATIVE)
     if not 0 < cfg.keep_fraction <= 1:
         raise InputError(f"keep_fraction {cfg.keep_fraction}: expected a number in (0, 1]", param="keep_fraction")
     if not 0 <= cfg.image_mix <= 1:
@@ -186,8 +197,10 @@ def check_config(cfg: ClassifyConfig, *, check_paths: bool = True) -> None:
             "backbone; use backbone descriptors, or supervision refined for a CNN",
             param=("supervision", "backbone"),
         )
-    if not cfg.lr > 0:
-        raise InputError(f"lr {cfg.lr}: expected a positive number", param="lr")
+    if not 0 < cfg.warmup_factor <= 1:
+        raise InputError(f"warmup_factor {cfg.warmup_factor}: expected a number in (0, 1]", param="warmup_factor")
+    if not 0 <= cfg.focal_alpha <= 1:
+        raise InputError(f"focal_alpha {cfg.focal_alpha}: expected a number in [0, 1]", param="focal_alpha")
     if not 0 <= cfg.cutmix_p <= 1:
         raise InputError(f"cutmix_p {cfg.cutmix_p}: expected a probability in [0, 1]", param="cutmix_p")
     if cfg.backbone != DESCRIPTORS:

@@ -35,7 +35,11 @@ on the validation split; with ``cfg.refit`` (the default) pass 1 trains them aga
 scratch with the same settings, on train + val, and that is the final model (every
 labelled image used; in 5-fold cross-validation on the benchmark's training images,
 training on 85% of a fold's images instead of all of them cost 0.021 mAP). The
-validation scores are pass 0's.
+validation scores are pass 0's, and so are the per-class thresholds tuned on the
+validation split: ``eval.json`` keeps them, marked ``thresholds_of`` (the validated
+model), but a refit's ``model_final.pth`` holds none (``thresholds`` None), since its
+model trained on the validation images; without refit it holds them. ``finished``
+marks the final checkpoint.
 
 Outputs in ``cfg.out``: ``config.yaml``; ``round{k}.pth`` after each round and
 ``image_head.pth`` after the image head of pass 0, ``refit_round{k}.pth`` and
@@ -83,6 +87,7 @@ from .models import DESCRIPTORS, DescriptorImageNet, DescriptorNet
 
 __all__ = [
     "REFINED_LABELS",
+    "VALIDATED_MODEL",
     "refined_labels",
     "rounds_of",
     "bag_probabilities",
@@ -101,6 +106,9 @@ log = logging.getLogger(__name__)
 
 #: The run's cleaned cell labels (``RUN/refined_labels.csv``).
 REFINED_LABELS = "refined_labels.csv"
+
+#: ``thresholds_of`` in ``eval.json``: the model the validation thresholds were tuned for.
+VALIDATED_MODEL = "validated model (pass 0, trained on train)"
 
 #: Keys of the final validation record of ``metrics.jsonl``.
 _VAL_KEYS = ("val_macro_ap", "val_image_macro_ap")
@@ -350,10 +358,13 @@ class _Point:
     validation: dict | None = None
 
 
-def _state(cfg: ClassifyConfig, point: _Point, thresholds=None) -> dict:
+def _state(cfg: ClassifyConfig, point: _Point, thresholds=None, *, finished: bool = False) -> dict:
+    """A checkpoint of the run at ``point``; the final one (``finished``) with the thresholds
+    tuned for its model on data it did not train on, if any."""
     model, head = point.model, point.head
     return {
         "kind": CHECKPOINT_KIND,
+        "finished": finished,
         "model": model.state_dict(),
         "image_model": None if head is None else head.state_dict(),
         "image_net": dict(IMAGE_HEAD),
@@ -492,9 +503,14 @@ def train_descriptor_classifier(cfg: ClassifyConfig, *, resume: bool = False, pr
     if point.pass_index == 1:
         point = _run_pass(cfg, out, everything, point, bar, metrics)
     bar.close()
-    model, scores = point.model, point.validation
+    # The validation scores and thresholds are pass 0's model's; a refit's model trained on
+    # the validation images, so thresholds tuned there are not saved with it.
+    scores = {**point.validation, "thresholds_of": VALIDATED_MODEL + ("" if cfg.refit else ", the saved model")}
+    point.validation = scores
+    model = point.model
     io.write_cell_labels_csv(out / REFINED_LABELS, refined_labels(model, everything, cfg.keep_fraction))
-    Checkpointer(out).save(FINAL, _state(cfg, point, scores["thresholds"]), last=False)
+    final_thresholds = None if cfg.refit else scores["thresholds"]
+    Checkpointer(out).save(FINAL, _state(cfg, point, final_thresholds, finished=True), last=False)
     metrics.log(
         n_passes * n_rounds * cfg.epochs,
         dict(zip(_VAL_KEYS, (scores["macro_ap"] or 0.0, scores["image_macro_ap"] or 0.0))),

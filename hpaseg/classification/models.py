@@ -17,7 +17,8 @@ Channels
 ``in_chans=4``: RGBY. Pretrained RGB stems are adapted with
 :func:`hpaseg.runtime.stems.rgb_to_rgby_weight`, as for the Mask R-CNN stems: the
 red, green and blue kernels are kept and the yellow (ER) kernel starts as the mean of
-the red and green kernels (yellow is the sum of a red and a green stain). timm's own
+the red and green kernels (a choice: yellow is a stain of its own, with no ImageNet
+counterpart). timm's own
 ``in_chans=4`` adaptation (RGB kernels repeated and scaled by 3/4) is not used.
 
 Pretrained weights

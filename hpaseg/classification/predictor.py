@@ -62,7 +62,9 @@ class LoadedClassifier:
     input_size: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
-    thresholds: np.ndarray  # (19,) tuned on the validation split
+    # (19,) tuned on the validation split for this model; None when the model trained on the
+    # validation images too (a descriptors run refit on train + val), as no data is left to tune on
+    thresholds: np.ndarray | None
     device: torch.device
     path: Path
     image_model: torch.nn.Module | None = None  # descriptors runs: the image head
@@ -152,7 +154,8 @@ def load_classifier(
     Raises
     ------
     InputError
-        No such file, not a classifier checkpoint, or a level other than asked.
+        No such file, not a classifier checkpoint, a level other than asked, or not the
+        final checkpoint of a finished run.
     """
     path = Path(path)
     if path.is_dir():
@@ -169,9 +172,10 @@ def load_classifier(
             f"{param} {path}: trained at the {state['level']} level, not the {level} level; give a run of 'hpaseg classify --level {level}'",
             param=param,
         )
-    if state.get("thresholds") is None:
+    # The final checkpoint says "finished"; those of an earlier hpaseg say so by their thresholds.
+    if not state.get("finished", state.get("thresholds") is not None):
         raise InputError(
-            f"{param} {path}: an unfinished run (no tuned thresholds); finish it with 'hpaseg classify --resume'",
+            f"{param} {path}: not the final checkpoint of a finished run; finish it with 'hpaseg classify --resume'",
             param=param,
         )
     model = _build_model(state)
@@ -192,7 +196,7 @@ def load_classifier(
         int(state["input_size"]),
         tuple(state["mean"]),
         tuple(state["std"]),
-        np.asarray(state["thresholds"]),
+        None if state.get("thresholds") is None else np.asarray(state["thresholds"]),
         device,
         path,
         None if image_model is None else image_model.to(device),

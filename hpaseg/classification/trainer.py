@@ -29,8 +29,9 @@ value can be changed (:class:`ClassifyConfig`; ``schedule`` cosine or step uses
 Outputs in ``cfg.out``: ``config.yaml``; ``model_epochNNN.pth`` (the newest only) and
 ``last_checkpoint`` after each ``checkpoint_period`` epochs, which ``resume=True`` continues
 from; ``metrics.jsonl`` and TensorBoard logs in ``tb/``; ``model_final.pth`` (weights,
-backbone, level, channels, input size, normalisation and the tuned per-class
-thresholds; it also resumes, e.g. with more epochs); and ``eval.json``, written
+backbone, level, channels, input size, normalisation, ``finished`` and the per-class
+thresholds tuned on the validation split for this model, which trained on the train split
+only; it also resumes, e.g. with more epochs); and ``eval.json``, written
 last, with the validation metrics of the final model:
 
 * ``macro_f1``: macro-F1 at threshold 0.5;
@@ -141,9 +142,11 @@ def _state(
     mean,
     std,
     thresholds=None,
+    finished: bool = False,
 ) -> dict:
     return {
         "kind": CHECKPOINT_KIND,
+        "finished": finished,  # the final checkpoint (model_final.pth)
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
@@ -336,8 +339,11 @@ def _run_state(
     iteration: int,
     seconds: float,
     thresholds: Sequence[float] | None = None,
+    *,
+    finished: bool = False,
 ) -> dict:
-    """The checkpoint of a run at ``epoch`` (with the tuned ``thresholds`` when final)."""
+    """The checkpoint of a run at ``epoch``; the final one (``finished``) with the ``thresholds``
+    tuned for its model on the validation split (it trained on the train split only)."""
     return _state(
         run.model,
         run.optimizer,
@@ -350,6 +356,7 @@ def _run_state(
         mean=run.mean,
         std=run.std,
         thresholds=thresholds,
+        finished=finished,
     )
 
 
@@ -496,7 +503,9 @@ def _train_once(cfg: ClassifyConfig, data: PreparedData, *, resume: bool, progre
     if last is None or last.name != f"{FINAL}.pth" or start_epoch < cfg.epochs:  # else logged before the kill
         metrics.log(iteration, _val_metrics(scores, val_loss))
     metrics.close()
-    checkpointer.save(FINAL, _run_state(run, cfg, final_epoch, iteration, train_seconds, scores["thresholds"]))
+    checkpointer.save(
+        FINAL, _run_state(run, cfg, final_epoch, iteration, train_seconds, scores["thresholds"], finished=True)
+    )
     _remove_epoch_checkpoints(out)
     result = {
         "level": cfg.level,

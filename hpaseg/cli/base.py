@@ -91,17 +91,25 @@ def add_quiet(parser: argparse.ArgumentParser) -> None:
 
 def flag_of(parser: argparse.ArgumentParser, param: str) -> str:
     """The flag (e.g. ``--fusion-weight``) of the option whose destination is ``param``;
-    ``--`` + the name with dashes when no option has it (a setting of a grid, say).
+    when no option has it, ``--opts param`` where the parser has ``--opts`` and no option
+    is named after it (a config key only ``--opts`` sets), else ``--`` + the name with
+    dashes (a setting of a grid, say: ``--backbone`` for ``--backbones``).
 
     >>> p = ArgumentParser(prog="x"); _ = p.add_argument("--fusion-weight", type=float)
     >>> flag_of(p, "fusion_weight"), flag_of(p, "crop_size")
     ('--fusion-weight', '--crop-size')
+    >>> _ = p.add_argument("--opts", nargs="+"); _ = p.add_argument("--backbones", nargs="+")
+    >>> flag_of(p, "momentum"), flag_of(p, "backbone")
+    ('--opts momentum', '--backbone')
     """
-    for action in parser._actions:  # argparse keeps its actions here; there is no public accessor
+    dests = [action.dest for action in parser._actions]  # argparse keeps its actions here; no public accessor
+    for action in parser._actions:
         if action.dest == param:
             if action.option_strings:
                 return max(action.option_strings, key=len)
             return str(action.metavar or action.dest.upper())  # a positional argument
+    if "opts" in dests and not any(dest.startswith(param) for dest in dests):
+        return f"--opts {param}"
     return "--" + param.replace("_", "-")
 
 

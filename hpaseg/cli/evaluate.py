@@ -4,8 +4,10 @@ score a submission with the competition metric (:func:`hpaseg.evaluation.competi
 Both files are in the submission format; the truth has one ``label confidence mask``
 triple per true (cell, label) (its confidences are ignored). Prints a per-class table
 (id, name, true cells, predictions, AP; ``-`` for classes without true cells, which do
-not count) and, as the last line, ``mAP=0.xxxx``. Predictions for images absent from the
-truth are ignored.
+not count) and, as the last line, ``mAP=0.xxxx``. A submission with images absent from
+the truth is refused (exit 2; :func:`hpaseg.evaluation.check_image_ids`); truth images
+absent from the submission are scored as missed, and a line before the mAP says how
+many and names the first few.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Sequence
 from .. import io
 from ..classes import CLASS_NAMES
 from ..errors import InputError
-from ..evaluation import COMPETITION_IOU_THRESHOLD, MapResult, competition_map
+from ..evaluation import COMPETITION_IOU_THRESHOLD, MapResult, check_image_ids, competition_map, few_ids
 from ..submission import read_submission
 from .base import ArgumentParser, add_quiet, cli_entry, configure_output
 
@@ -63,13 +65,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         io.check_output_path(args.out_json, option="--out-json", folder=False)
     truth = read_submission(args.truth)
     submission = read_submission(args.submission)
+    missing = check_image_ids(truth, submission, truth_source=str(args.truth), submission_source=str(args.submission))
     try:
         result = competition_map(truth, submission, iou_threshold=args.iou)
     except InputError as exc:
         raise InputError(f"{args.truth} vs {args.submission}: {exc}") from exc
     print(format_table(result))
-    if result.n_ignored_predictions:
-        print(f"ignored {result.n_ignored_predictions} predictions on images absent from {args.truth}")
+    if missing:
+        print(
+            f"{len(missing)} of {len(truth)} truth images are absent from {args.submission}, "
+            f"their cells scored as missed: {few_ids(missing)}"
+        )
     if args.out_json:
         io.write_json(
             args.out_json, {"truth": str(args.truth), "submission": str(args.submission), **result.to_dict()}, indent=2

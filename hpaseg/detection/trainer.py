@@ -33,7 +33,7 @@ from ..evaluation import competition_map
 from ..labels import build_cache, cache_folder, load_coco_split
 from ..runtime import dist
 from ..runtime.checkpoint import Checkpointer
-from ..runtime.config import save_config
+from ..runtime.config import check_numbers, save_config
 from ..runtime.logger import MetricsLogger
 from ..runtime.schedule import build_scheduler
 from ..runtime.seed import rng_state, seed_everything, set_rng_state
@@ -85,24 +85,39 @@ class TrainConfig:
     seed: int = 0
 
 
-def check_train_config(cfg: TrainConfig) -> None:
-    """Refuse unusable settings with an :class:`InputError` naming the parameter."""
+#: Settings of :class:`TrainConfig` that must be > 0 and >= 0 (floats finite too).
+_POSITIVE = ("image_size", "batch_size", "max_iter", "roi_batch_size", "log_period", "base_lr", "gamma")
+_NON_NEGATIVE = (
+    "warmup_iters",
+    "checkpoint_period",
+    "eval_period",
+    "max_eval_images",
+    "workers",
+    "weight_decay",
+    "label_loss_weight",
+)
+
+
+def check_train_config(cfg: TrainConfig, *, check_paths: bool = True) -> None:
+    """Refuse unusable settings with an :class:`InputError` naming the parameter, before
+    anything is written; ``check_paths=False`` leaves out the folders."""
     if cfg.backbone not in BACKBONES:
         raise InputError(
             f"backbone {cfg.backbone!r}: unknown backbone; expected one of {', '.join(BACKBONES)}", param="backbone"
         )
-    for name in ("image_size", "batch_size", "max_iter", "roi_batch_size"):
-        if getattr(cfg, name) < 1:
-            raise InputError(f"{name} {getattr(cfg, name)}: expected a positive integer", param=name)
-    if cfg.label_loss_weight < 0:
-        raise InputError(
-            f"label_loss_weight {cfg.label_loss_weight}: expected a number >= 0", param="label_loss_weight"
-        )
+    check_numbers(cfg, positive=_POSITIVE, non_negative=_NON_NEGATIVE)
+    if not 0 <= cfg.momentum < 1:
+        raise InputError(f"momentum {cfg.momentum}: expected a number in [0, 1)", param="momentum")
+    if not 0 < cfg.warmup_factor <= 1:
+        raise InputError(f"warmup_factor {cfg.warmup_factor}: expected a number in (0, 1]", param="warmup_factor")
+    if not cfg.clip_grad_norm > 0:  # inf: no clipping
+        raise InputError(f"clip_grad_norm {cfg.clip_grad_norm}: expected a number > 0", param="clip_grad_norm")
     if cfg.schedule not in ("cosine", "step"):
         raise InputError(f"schedule {cfg.schedule!r}: expected 'cosine' or 'step'", param="schedule")
-    for name in ("dataset", "data"):
-        if not Path(getattr(cfg, name)).is_dir():
-            raise InputError(f"{name} {getattr(cfg, name)}: no such folder", param=name)
+    if check_paths:
+        for name in ("dataset", "data"):
+            if not Path(getattr(cfg, name)).is_dir():
+                raise InputError(f"{name} {getattr(cfg, name)}: no such folder", param=name)
 
 
 def _epoch_order(dataset: CellDataset, cfg: TrainConfig, info: dist.DistInfo, epoch: int) -> list[int]:

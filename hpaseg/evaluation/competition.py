@@ -20,7 +20,8 @@ cells. Details that differ from or are unspecified by that code:
   agree when true cells do not overlap, as in HPA masks;
 * predictions for images absent from the truth are ignored (counted in
   ``MapResult.n_ignored_predictions``); true cells of images absent from the
-  submission are misses;
+  submission are misses (:func:`check_image_ids` refuses the first and lists the
+  second, for ``hpaseg evaluate``);
 * Open Images' image-level "verified labels" (which make predictions of unverified
   classes be ignored) are not modelled: every prediction is scored.
 
@@ -48,6 +49,8 @@ __all__ = [
     "MapResult",
     "interpolated_average_precision",
     "competition_map",
+    "check_image_ids",
+    "few_ids",
     "per_image_map",
     "worst_images",
     "cell_targets",
@@ -55,6 +58,9 @@ __all__ = [
 
 #: Mask IoU at which a prediction matches a true cell in the Kaggle metric.
 COMPETITION_IOU_THRESHOLD: float = 0.6
+
+#: Image IDs a message names before "and N more".
+IDS_NAMED = 3
 
 
 def interpolated_average_precision(is_tp: Sequence[bool] | np.ndarray, n_true: int) -> float:
@@ -237,6 +243,72 @@ def competition_map(
         ap[c] = interpolated_average_precision(is_tp, n_true[c]) if n_true[c] else math.nan
     score = float(np.mean([ap[c] for c in range(NUM_CLASSES) if n_true[c]]))
     return MapResult(ap, n_true, n_pred, n_tp, score, float(iou_threshold), n_ignored)
+
+
+def few_ids(ids: Sequence[str], limit: int = IDS_NAMED) -> str:
+    """The first ``limit`` of ``ids``, quoted, then ``and N more``.
+
+    >>> few_ids(["a", "b"]), few_ids(["a", "b", "c", "d", "e"])
+    ("'a', 'b'", "'a', 'b', 'c' and 2 more")
+    """
+    named = ", ".join(repr(str(i)) for i in ids[:limit])
+    return named if len(ids) <= limit else f"{named} and {len(ids) - limit} more"
+
+
+def check_image_ids(
+    truth: Sequence[SubmissionRow],
+    submission: Sequence[SubmissionRow],
+    *,
+    truth_source: str | None = None,
+    submission_source: str | None = None,
+) -> list[str]:
+    """Refuse a submission with images the truth does not have; return the truth images
+    the submission does not have.
+
+    :func:`competition_map` ignores predictions on images absent from the truth, so a
+    submission for other images (another split, IDs written differently) would score 0
+    as if it were wrong; this says so instead. Truth images absent from the submission
+    are legitimate (their cells are misses) but worth reporting.
+
+    Parameters
+    ----------
+    truth, submission : sequence of SubmissionRow
+    truth_source, submission_source : str, optional
+        Where each was read from (a file), named in the message.
+
+    Returns
+    -------
+    list of str
+        The IDs of truth images absent from the submission, in truth order.
+
+    Raises
+    ------
+    InputError
+        ``param="submission"``: images of the submission absent from the truth, the first
+        :data:`IDS_NAMED` named.
+
+    Examples
+    --------
+    >>> rows = lambda *ids: [SubmissionRow(i, 2, 2, []) for i in ids]
+    >>> check_image_ids(rows("a", "b", "c"), rows("b"))
+    ['a', 'c']
+    >>> check_image_ids(rows("a"), rows("a", "x", "y"), submission_source="sub.csv")
+    Traceback (most recent call last):
+    ...
+    hpaseg.errors.InputError: submission sub.csv: 2 images are not in the truth: 'x', 'y'; score a submission against the truth of the same images
+    """
+    truth_ids = {row.image_id for row in truth}
+    extra = list(dict.fromkeys(row.image_id for row in submission if row.image_id not in truth_ids))
+    if extra:
+        where = f"submission {submission_source}" if submission_source else "submission"
+        of_truth = f"the truth ({truth_source})" if truth_source else "the truth"
+        count = "1 image is" if len(extra) == 1 else f"{len(extra)} images are"
+        raise InputError(
+            f"{where}: {count} not in {of_truth}: {few_ids(extra)}; score a submission against the truth of the same images",
+            param="submission",
+        )
+    submitted = {row.image_id for row in submission}
+    return [row.image_id for row in truth if row.image_id not in submitted]
 
 
 def _image_eval(

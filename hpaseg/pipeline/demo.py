@@ -19,9 +19,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .. import io
+from ..detection import BACKBONES
 from ..errors import InputError
 from ..evaluation import COMPETITION_IOU_THRESHOLD, match_label_images
 from ..labels import propagate_dataset
+from ..runtime.config import check_numbers
 from ..segmentation import make_segmenter, segment_images
 from ..submission import read_submission
 from ..synth import generate_dataset
@@ -61,6 +63,16 @@ def _step(title: str) -> float:
 
 def _done(started: float) -> None:
     log.info("   %.1f s", time.perf_counter() - started)
+
+
+def _check(cfg: DemoConfig) -> None:
+    """Refuse unusable Mask R-CNN settings before minutes of synthesis, segmentation and
+    classifier training (the trainer would refuse them only then)."""
+    check_numbers(cfg, positive=("image_size", "batch_size", "lr"), non_negative=("train_iters",))
+    if cfg.backbone not in BACKBONES:
+        raise InputError(
+            f"backbone {cfg.backbone!r}: unknown backbone; expected one of {', '.join(BACKBONES)}", param="backbone"
+        )
 
 
 def _prepare_folder(cfg: DemoConfig) -> None:
@@ -195,6 +207,7 @@ def _report(scores: Sequence[RouteScore], seg: dict, overlay: Path, n_test: int)
 def run_demo(cfg: DemoConfig) -> dict:
     """Run the demo; returns (and writes as ``OUT/demo_summary.json``) its figures."""
     start = time.perf_counter()
+    _check(cfg)
     _prepare_folder(cfg)
     out = Path(cfg.out)
     data, masks, dataset = out / "data", out / "masks", out / "dataset"

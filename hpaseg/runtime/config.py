@@ -9,6 +9,7 @@ detectron2's own config system, with the same ``--opts`` form.)
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,7 +19,7 @@ import yaml
 from ..errors import InputError
 from ..io import atomic_write
 
-__all__ = ["apply_opts", "save_config", "config_dict"]
+__all__ = ["apply_opts", "check_numbers", "save_config", "config_dict"]
 
 T = TypeVar("T")
 
@@ -72,6 +73,39 @@ def apply_opts(config: T, opts: Sequence[str]) -> T:
             raise InputError(f"opts {key}: unknown key; expected one of {', '.join(sorted(fields))}", param="opts")
         changes[name] = _coerce(value, getattr(config, name), key)
     return dataclasses.replace(config, **changes)
+
+
+def check_numbers(config: Any, *, positive: Sequence[str] = (), non_negative: Sequence[str] = ()) -> None:
+    """Refuse a field of a config dataclass named in ``positive`` that is not > 0, or one
+    named in ``non_negative`` that is not >= 0, with an :class:`InputError` naming the
+    field; a float field (one whose default is a float) must also be finite (not nan or inf).
+
+    Examples
+    --------
+    >>> @dataclasses.dataclass(frozen=True)
+    ... class C:
+    ...     lr: float = 0.1
+    ...     epochs: int = 2
+    >>> check_numbers(C(), positive=("lr", "epochs"))
+    >>> check_numbers(C(lr=float("nan")), positive=("lr",))
+    Traceback (most recent call last):
+    ...
+    hpaseg.errors.InputError: lr nan: expected a finite number > 0
+    >>> check_numbers(C(epochs=-1), non_negative=("epochs",))
+    Traceback (most recent call last):
+    ...
+    hpaseg.errors.InputError: epochs -1: expected an integer >= 0
+    """
+    defaults = {f.name: f.default for f in dataclasses.fields(config)}
+    for names, strict in ((positive, True), (non_negative, False)):
+        for name in names:
+            value = getattr(config, name)
+            if type(defaults[name]) is int:  # an integer field (the type of its default, as --opts parses it)
+                if value < 1 if strict else value < 0:
+                    expected = "a positive integer" if strict else "an integer >= 0"
+                    raise InputError(f"{name} {value}: expected {expected}", param=name)
+            elif not (math.isfinite(value) and (value > 0 if strict else value >= 0)):
+                raise InputError(f"{name} {value}: expected a finite number {'>' if strict else '>='} 0", param=name)
 
 
 def config_dict(config: Any) -> dict:

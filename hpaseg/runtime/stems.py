@@ -1,9 +1,10 @@
 """Four-channel (RGBY) stems from RGB-pretrained weights.
 
-The yellow (ER) channel of HPA images is the sum of a red and a green stain, so its
-kernel is initialised as the mean of the red and green kernels; the RGB kernels are
-kept as they are. A stem adapted this way gives, on an image whose yellow channel is
-``(red + green) / 2``, the RGB response plus that response's red+green part.
+The yellow channel of HPA images is a stain of its own (the endoplasmic reticulum,
+shown in yellow), not a mix of the red (microtubules) and green (the protein) ones, and
+it has no ImageNet counterpart. Its kernel is initialised as the mean of the red and
+green kernels: a choice (a start of the same scale as the other channels' that training
+then adapts), not physics. The RGB kernels are kept as they are.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def rgb_to_rgby_weight(weight: torch.Tensor) -> torch.Tensor:
     Returns
     -------
     Tensor, shape (out, 4, kh, kw)
-        Channels R, G, B copied; Y = (R + G) / 2.
+        Channels R, G, B copied; Y = (R + G) / 2 (a choice: yellow has no ImageNet counterpart).
 
     Examples
     --------

@@ -42,7 +42,8 @@ def composite_rgb(image: np.ndarray, *, yellow: bool = True) -> np.ndarray:
     """RGB composite of an RGBY image, the way HPA shows it.
 
     Red = microtubules, green = protein, blue = nucleus; yellow (ER), when included,
-    is added at half weight to red and green (red + green = yellow).
+    is added at half weight to the red and green display channels (red and green light
+    show yellow on screen; the stain itself is a separate one).
 
     Parameters
     ----------

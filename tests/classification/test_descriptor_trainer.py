@@ -20,6 +20,7 @@ from hpaseg.classification import (
     train_bags,
     train_classifier,
 )
+from hpaseg.classification.descriptor_trainer import VALIDATED_MODEL
 from hpaseg.errors import InputError
 from hpaseg.weak import ScoreRule, propagated_targets
 
@@ -198,7 +199,49 @@ def test_without_refit_the_final_model_is_the_validated_one(tiny_dataset, tmp_pa
     result = train_classifier(cfg, progress=False)
     assert result["final_model_trained_on"] == "train"
     assert sorted(p.name for p in (tmp_path / "run").glob("*.pth")) == ["model_final.pth", "round0.pth"]
-    assert load_classifier(cfg.out, level="cell").image_model is None
+    loaded = load_classifier(cfg.out, level="cell")
+    assert loaded.image_model is None
+    # the saved model is the validated one: the thresholds tuned for it on val are kept with it
+    assert result["thresholds_of"] == f"{VALIDATED_MODEL}, the saved model"
+    assert torch.load(f"{cfg.out}/model_final.pth", weights_only=False)["thresholds"] == result["thresholds"]
+    assert loaded.thresholds is not None and np.allclose(loaded.thresholds, result["thresholds"])
+
+
+def test_a_refit_run_saves_no_thresholds_tuned_on_data_its_model_trained_on(descriptor_run, tiny_dataset):
+    """Pass 1 (the saved model) trains on train + val: the thresholds pass 0's model was tuned
+    to on val are not saved with it; eval.json keeps them, saying whose they are."""
+    from hpaseg import io
+
+    cfg, result = descriptor_run
+    assert cfg.refit and result["final_model_trained_on"] == "train+val"
+    state = torch.load(f"{cfg.out}/model_final.pth", weights_only=False)
+    assert state["finished"] is True and state["thresholds"] is None
+    assert state["validation"]["thresholds_of"] == VALIDATED_MODEL  # the record of pass 0, marked as such
+    saved = io.read_json(f"{cfg.out}/eval.json")
+    assert len(saved["thresholds"]) == 19 and saved["thresholds_of"] == VALIDATED_MODEL
+    loaded = load_classifier(cfg.out, level="cell")
+    assert loaded.thresholds is None
+    image_id = io.list_image_ids(tiny_dataset["test"])[0]
+    image = io.read_rgby(tiny_dataset["test"], image_id)
+    cells = io.read_mask(io.mask_paths(tiny_dataset["masks"], image_id)[0])
+    [(_, scores)] = CellClassifierPredictor(loaded)([image], [cells])
+    assert scores and all(len(pairs) == 19 for pairs in scores.values())
+
+
+def test_only_the_final_checkpoint_of_a_finished_run_loads(descriptor_run, tmp_path):
+    cfg, _ = descriptor_run
+    with pytest.raises(InputError, match="not the final checkpoint of a finished run"):
+        load_classifier(f"{cfg.out}/refit_image_head.pth", level="cell")
+    # A final checkpoint of an earlier hpaseg has no "finished" but its thresholds: it loads.
+    state = torch.load(f"{cfg.out}/model_final.pth", weights_only=False)
+    del state["finished"]
+    state["thresholds"] = [0.5] * 19
+    torch.save(state, tmp_path / "old.pth")
+    assert load_classifier(tmp_path / "old.pth", level="cell").thresholds.tolist() == [0.5] * 19
+    state["thresholds"] = None
+    torch.save(state, tmp_path / "old.pth")
+    with pytest.raises(InputError, match="not the final checkpoint"):
+        load_classifier(tmp_path / "old.pth", level="cell")
 
 
 def test_resume_skips_finished_rounds(descriptor_run):

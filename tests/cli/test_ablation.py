@@ -119,6 +119,9 @@ def test_ablation_grid_files_skip_and_resume(tiny_dataset, tmp_path, capsys):
             ["--backbones", "resnet50", "efficientnet_b0", "--pretrained", "x.pth"],
             "one checkpoint file cannot serve 2 backbones",
         ),
+        (["--lr", "-1"], "--lr -1.0: expected a finite number > 0"),
+        (["--lr", "nan"], "--lr nan: expected a finite number > 0"),
+        (["--batch-size", "0"], "--batch-size 0: expected a positive integer"),
     ],
 )
 def test_ablation_bad_options_write_nothing(tiny_dataset, tmp_path, capsys, extra, message):

@@ -83,6 +83,35 @@ def test_bad_options(tiny_dataset, tmp_path, capsys, extra, message):
     assert not (out / "model_final.pth").exists()
 
 
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--lr", "-1"], "--lr -1.0: expected a finite number > 0"),
+        (["--lr", "0"], "--lr 0.0: expected a finite number > 0"),
+        (["--lr", "nan"], "--lr nan: expected a finite number > 0"),
+        (["--max-iter", "-5"], "--max-iter -5: expected a positive integer"),
+        (["--batch-size", "0"], "--batch-size 0: expected a positive integer"),
+        (["--workers", "-1"], "--workers -1: expected an integer >= 0"),
+        (["--checkpoint-period", "-1"], "--checkpoint-period -1: expected an integer >= 0"),
+        (["--opts", "weight_decay", "-1"], "--opts weight_decay -1.0: expected a finite number >= 0"),
+        (["--opts", "momentum", "-0.5"], "--opts momentum -0.5: expected a number in [0, 1)"),
+        (["--opts", "warmup_factor", "0"], "--opts warmup_factor 0.0: expected a number in (0, 1]"),
+        (["--opts", "warmup_iters", "-1"], "--opts warmup_iters -1: expected an integer >= 0"),
+        (["--opts", "log_period", "0"], "--opts log_period 0: expected a positive integer"),
+        (["--opts", "clip_grad_norm", "-1"], "--opts clip_grad_norm -1.0: expected a number > 0"),
+    ],
+)
+def test_bad_training_numbers_write_nothing(tiny_dataset, tmp_path, capsys, extra, message):
+    """A learning rate <= 0 or not finite, and other impossible numbers, are one line naming the
+    option, exit 2, before anything is written (torch's ValueError and a config.yaml, before)."""
+    out = tmp_path / "run"
+    argv = ["--dataset", str(tiny_dataset["dataset"]), "--data", str(tiny_dataset["train"]), "--out", str(out)]
+    assert train_cli.main([*argv, "--device", "cpu", "--workers", "0", "--quiet", *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("hpaseg train: error:") and message in err, err
+    assert not out.exists()
+
+
 def test_empty_dataset(tiny_dataset, tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
