@@ -12,6 +12,7 @@ __all__ = ["BENCHMARKS", "main"]
 BENCHMARKS: dict[str, str] = {
     "encode": "Kaggle mask encoding: one-pass encoder vs the organizers' per-mask reference",
     "segment": "default (watershed) segmenter on 2048x2048 RGBY input, one worker",
+    "segreal": "watershed segmenter vs reference masks of real fields: leave-one-field-out choice of its settings",
     "train": "Mask R-CNN training and inference images/s per backbone and engine",
     "learn": "every route trained on image labels of a synthetic set, scored on per-cell truth against the baselines",
     "cv": "cross-validation of the cell classifier's score rules on the training images of a bench learn set",
