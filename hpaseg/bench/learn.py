@@ -44,7 +44,7 @@ from ..errors import InputError
 from ..evaluation import paired_summary
 from ..evaluation.spread import ABOVE, NOISE, ONE_REPEAT
 from ..io import check_output_path
-from ..labels import propagate_dataset
+from ..labels import LabelRule, propagate_dataset
 from ..pipeline.routes import (
     WEAK,
     RoutesConfig,
@@ -59,6 +59,7 @@ from ..segmentation import make_segmenter, segment_images
 from ..submission import read_submission
 from ..synth import generate_dataset
 from ..viz.study import results_markdown
+from ..weak import ScoreRule
 
 __all__ = [
     "SMOKE",
@@ -67,6 +68,7 @@ __all__ = [
     "score_rule_table",
     "summarize_routes",
     "summarize_rules",
+    "default_rule_name",
     "summary_markdown",
     "verdict_lines",
 ]
@@ -188,10 +190,19 @@ def summarize_routes(routes: pd.DataFrame) -> pd.DataFrame:
     return paired_summary(routes, key="route", unit="seed", values=ROUTE_VALUES, baseline=WEAK)
 
 
+def default_rule_name() -> str:
+    """The name of the default score rule (``ScoreRule()``, ``LabelRule()``) among
+    :func:`hpaseg.pipeline.routes.score_rule_variants`.
+
+    >>> default_rule_name()
+    'fusion mean w 0.2, Negative max'
+    """
+    return next(n for n, s, r in score_rule_variants() if s == ScoreRule() and r == LabelRule())
+
+
 def summarize_rules(rules: pd.DataFrame) -> pd.DataFrame:
-    """Per score rule over the seeds: mean and sd, and the paired difference to the default rule (the first)."""
-    default = rules["rule"].iloc[0]
-    return paired_summary(rules, key="rule", unit="seed", values=["mAP", "cell_macro_ap"], baseline=default)
+    """Per score rule over the seeds: mean and sd, and the paired difference to the default rule."""
+    return paired_summary(rules, key="rule", unit="seed", values=["mAP", "cell_macro_ap"], baseline=default_rule_name())
 
 
 def _pm(mean: float, sd: float) -> str:

@@ -125,6 +125,9 @@ def test_bench_learn_scores_every_route_and_score_rule_on_every_seed(learn_run):
     rules = [r["rule"] for r in result["score_rules"] if r["seed"] == 0]
     assert len(rules) == 25 and "fusion product, Negative max" in rules and "fusion mean w 0.2, Negative max" in rules
     assert {r["n"] for r in result["score_rule_summary"]} == {3}
+    # rules are compared with the default rule, fold by fold
+    baseline = [r["rule"] for r in result["score_rule_summary"] if r["verdict"] == "baseline"]
+    assert baseline == ["fusion mean w 0.2, Negative max"]
     text = (out / "learn.md").read_text()
     assert "| route | seeds | mAP |" in text and "above the weak-label baseline" in text
 
