@@ -6,9 +6,20 @@ competition; in COCO files the category id is ``class_id + 1``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import IntEnum
 
-__all__ = ["CLASS_NAMES", "NUM_CLASSES", "NEGATIVE", "Channel", "CHANNEL_NAMES", "REFERENCE_SIZE_PX", "class_name"]
+__all__ = [
+    "CLASS_NAMES",
+    "NUM_CLASSES",
+    "NEGATIVE",
+    "Channel",
+    "CHANNEL_NAMES",
+    "REFERENCE_SIZE_PX",
+    "class_name",
+    "image_labels_of_cells",
+    "labels_negative_unknown",
+]
 
 CLASS_NAMES: tuple[str, ...] = (
     "Nucleoplasm",
@@ -65,3 +76,28 @@ def class_name(class_id: int) -> str:
     if not 0 <= class_id < NUM_CLASSES:
         raise ValueError(f"class id {class_id} is outside 0-{NUM_CLASSES - 1}")
     return CLASS_NAMES[class_id]
+
+
+def image_labels_of_cells(cell_labels: Iterable[Iterable[int]]) -> tuple[int, ...]:
+    """An image's label as the Kaggle ``train.csv`` writes it, from its cells' labels.
+
+    The classes 0-17 of its cells; Negative (18) only when no cell shows any of them (in
+    the real ``train.csv``, 18 labels whole images and never stands beside another
+    label, although negative cells occur in positive images).
+
+    >>> image_labels_of_cells([(0,), (0, 16), (18,)]), image_labels_of_cells([(18,), (18,)]), image_labels_of_cells([])
+    ((0, 16), (18,), ())
+    """
+    union = {int(k) for labels in cell_labels for k in labels}
+    positive = union - {NEGATIVE}
+    return tuple(sorted(positive)) if positive else tuple(sorted(union))
+
+
+def labels_negative_unknown(image_labels: Iterable[int]) -> bool:
+    """Whether an image's labels leave open if some of its cells are Negative: they
+    name a class other than Negative (Kaggle convention, :func:`image_labels_of_cells`).
+
+    >>> labels_negative_unknown((0, 16)), labels_negative_unknown((18,))
+    (True, False)
+    """
+    return any(int(k) != NEGATIVE for k in image_labels)

@@ -10,7 +10,7 @@ descriptor network, the CPU default of the cell level, with weak supervision fro
 :mod:`hpaseg.weak`), :mod:`~hpaseg.classification.predictor` (inference, the route).
 """
 
-from .bags import Bag, build_descriptor_cache, copy_bags, descriptor_cache_dir, load_bags
+from .bags import Bag, build_descriptor_cache, copy_bags, descriptor_cache_dir, load_bags, make_bag
 from .config import (
     AUGMENTS,
     CELL_PRESETS,
@@ -68,6 +68,7 @@ from .trainer import predict_scores, refine_samples, train_classifier
 
 __all__ = [
     "Bag",
+    "make_bag",
     "build_descriptor_cache",
     "copy_bags",
     "descriptor_cache_dir",

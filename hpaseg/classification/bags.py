@@ -17,13 +17,22 @@ from pathlib import Path
 
 import numpy as np
 
+from ..classes import NEGATIVE, image_labels_of_cells, labels_negative_unknown
 from ..descriptors import describe_cells, descriptor_names
 from ..errors import InputError
 from ..labels import ImageRecord
 from ..weak import targets_matrix
 from .data import build_cell_cache
 
-__all__ = ["Bag", "copy_bags", "descriptor_cache_dir", "descriptor_cache_paths", "build_descriptor_cache", "load_bags"]
+__all__ = [
+    "Bag",
+    "make_bag",
+    "copy_bags",
+    "descriptor_cache_dir",
+    "descriptor_cache_paths",
+    "build_descriptor_cache",
+    "load_bags",
+]
 
 
 @dataclass
@@ -32,6 +41,11 @@ class Bag:
 
     ``targets`` start as the cells' labels in the dataset (propagated) and are replaced
     by refined ones between rounds (:func:`hpaseg.weak.refine_targets`).
+    ``negative_known`` says whether their Negative column is known: not for cells given
+    a positive image's labels (Kaggle convention: such an image's labels do not say
+    whether some of its cells are Negative); yes once refined (a cell left with none of
+    its image's labels is Negative), for images labelled Negative alone, and for datasets
+    whose cells were labelled one by one (some cell of a positive image is Negative).
     """
 
     image_id: str
@@ -39,6 +53,7 @@ class Bag:
     x: np.ndarray  # (N, D) float32 descriptors
     image_labels: tuple[int, ...]
     targets: np.ndarray  # (N, 19) float32
+    negative_known: bool = True
 
 
 def copy_bags(bags: Sequence[Bag]) -> list[Bag]:
@@ -107,6 +122,22 @@ def load_bags(records: Sequence[ImageRecord], cache_dir: str | Path) -> list[Bag
         cells = np.array(sorted(rec.cells), np.int64)
         rows = [row_of[int(c)] for c in cells]
         labels = [rec.cells[int(c)] for c in cells]
-        image_labels = tuple(sorted(set().union(*labels)))
-        bags.append(Bag(rec.image_id, cells, x[rows], image_labels, targets_matrix(labels)))
+        bags.append(make_bag(rec.image_id, cells, x[rows], labels))
     return bags
+
+
+def make_bag(image_id: str, cells: np.ndarray, x: np.ndarray, labels: Sequence[Sequence[int]]) -> Bag:
+    """A bag from its cells' dataset labels: the image's labels as train.csv writes them
+    (:func:`hpaseg.classes.image_labels_of_cells`), the labels as targets, and whether
+    their Negative column is known (:class:`Bag`).
+
+    >>> b = make_bag("a", np.array([1, 2]), np.zeros((2, 3), np.float32), [(0,), (0,)])
+    >>> b.image_labels, b.negative_known
+    ((0,), False)
+    >>> make_bag("a", np.array([1, 2]), np.zeros((2, 3), np.float32), [(0,), (18,)]).negative_known
+    True
+    """
+    image_labels = image_labels_of_cells(labels)
+    per_cell_negative = any(NEGATIVE in cell for cell in labels)
+    known = per_cell_negative or not labels_negative_unknown(image_labels)
+    return Bag(image_id, np.asarray(cells), np.asarray(x, np.float32), image_labels, targets_matrix(labels), known)

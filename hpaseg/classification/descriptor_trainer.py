@@ -80,7 +80,16 @@ from ..runtime.checkpoint import Checkpointer
 from ..runtime.config import save_config
 from ..runtime.logger import MetricsLogger
 from ..runtime.seed import seed_everything
-from ..weak import ScoreRule, bag_loss, bag_mixtures, image_estimate, mixed_bag, refine_targets, targets_matrix
+from ..weak import (
+    ScoreRule,
+    bag_loss,
+    bag_mixtures,
+    cell_loss,
+    image_estimate,
+    mixed_bag,
+    refine_targets,
+    targets_matrix,
+)
 from .bags import Bag, build_descriptor_cache, copy_bags, descriptor_cache_dir, load_bags
 from .config import CHECKPOINT_KIND, EVAL_FILE, FINAL, ClassifyConfig, check_config
 from .models import DESCRIPTORS, DescriptorImageNet, DescriptorNet
@@ -172,7 +181,8 @@ def _batch_loss(model: DescriptorNet, bags: Sequence[Bag], cfg: ClassifyConfig) 
         if cfg.supervision == "mil":
             losses.append(bag_loss(part, bag.image_labels, pooling=cfg.pooling))
         else:
-            losses.append(F.binary_cross_entropy_with_logits(part, torch.from_numpy(bag.targets)))
+            targets = torch.from_numpy(bag.targets)
+            losses.append(cell_loss(part, targets, negative_known=bag.negative_known, pooling=cfg.pooling))
     return torch.stack(losses).mean()
 
 
@@ -310,6 +320,7 @@ def refine_bags(model: DescriptorNet, bags: Sequence[Bag], keep_fraction: float)
     (:func:`hpaseg.weak.refine_targets`)."""
     for bag, p in zip(bags, bag_probabilities(model, bags)):
         bag.targets = refine_targets(p, bag.image_labels, keep_fraction=keep_fraction)
+        bag.negative_known = True
 
 
 def refined_labels(

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from .. import io
+from ..classes import image_labels_of_cells
 from ..classification import (
     Bag,
     ClassifyConfig,
@@ -181,7 +182,8 @@ def cross_validate(
     ids = sorted(b.image_id for b in bags)
     groups = np.array_split(np.random.default_rng(cfg.seed).permutation(len(ids)), cfg.folds)
     truth = {row.image_id: row for row in truth_rows(cfg.data, ids)}
-    image_labels = {i: {p.label for p in row.predictions} for i, row in truth.items()}
+    present = {i: {p.label for p in row.predictions} for i, row in truth.items()}  # every class of its cells
+    image_labels = {i: set(image_labels_of_cells([labels])) for i, labels in present.items()}  # as train.csv
     records = []
     for fold, group in enumerate(groups):
         held_ids = {ids[i] for i in group}
@@ -198,7 +200,7 @@ def cross_validate(
             records.append({"rule": name, "fold": fold, "mAP": float(m)})
         weak = _weak_rows(probabilities, image_labels)
         records.append({"rule": WEAK, "fold": fold, "mAP": float(competition_map(held_truth, weak).mAP)})
-        known = [dataclasses.replace(c, q=targets_matrix([sorted(image_labels[c.image_id])])[0]) for c in probabilities]
+        known = [dataclasses.replace(c, q=targets_matrix([sorted(present[c.image_id])])[0]) for c in probabilities]
         m = competition_map(held_truth, rows_by_rule(known, ScoreRule(image_model_weight=1.0))).mAP
         records.append({"rule": TRUE_IMAGE, "fold": fold, "mAP": float(m)})
     return pd.DataFrame(records)

@@ -7,7 +7,8 @@ propagated from it. Routes:
 
 * baselines (:mod:`hpaseg.evaluation.baselines`): the class *prior* (no training),
   *random* labels, and the *weak-label* baseline: each segmented test cell given its
-  image's **true** labels (which a model never sees);
+  image's **true** labels (which a model never sees), as train.csv writes them
+  (Negative only for images with no other class);
 * ``cell (descriptors, S)``: the cell classifier trained with supervision ``S``
   (:mod:`hpaseg.weak`), scored on the segmented test cells;
 * ``Mask R-CNN``: trained on the refined run's cleaned cell labels
@@ -41,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from .. import io
-from ..classes import NUM_CLASSES
+from ..classes import NUM_CLASSES, image_labels_of_cells
 from ..classification import CellClassifierPredictor, ClassifyConfig, cell_preset, load_classifier, train_classifier
 from ..classification.descriptor_trainer import REFINED_LABELS
 from ..detection import MaskRCNNPredictor, TrainConfig, train_torchvision
@@ -149,14 +150,23 @@ def _write(out_csv: Path, mask_dir: Path, ids: Sequence[str], cells: Sequence[Ce
     return rows
 
 
-def _true_image_labels(data: Path, image_ids: Sequence[str]) -> dict[str, set[int]]:
-    """The classes of each image's true cells (Negative included where a cell is negative)."""
+def _true_image_labels(data: Path, image_ids: Sequence[str], *, kaggle: bool = True) -> dict[str, set[int]]:
+    """Each image's true labels from its true cells: as the Kaggle ``train.csv`` writes them
+    (``kaggle``: Negative only for images without any other class,
+    :func:`hpaseg.classes.image_labels_of_cells`), or every class its cells show."""
     true_cells = io.read_cell_labels_csv(data / "cell_labels.csv")
-    return {i: set().union(*true_cells[i].values()) for i in image_ids if i in true_cells}
+    return {
+        i: set(image_labels_of_cells(true_cells[i].values())) if kaggle else set().union(*true_cells[i].values())
+        for i in image_ids
+        if i in true_cells
+    }
 
 
 def diagnose(
-    scores: Sequence[RouteScore], truth: Sequence[SubmissionRow], image_labels: dict[str, set[int]]
+    scores: Sequence[RouteScore],
+    truth: Sequence[SubmissionRow],
+    present: dict[str, set[int]],
+    image_labels: dict[str, set[int]],
 ) -> list[RouteScore]:
     """Each route with its two diagnostics (module docstring), from its submission file.
 
@@ -166,8 +176,12 @@ def diagnose(
         Routes with a ``submission``; others are returned unchanged.
     truth : sequence of SubmissionRow
         The test images' true cells.
+    present : dict of str to set of int
+        Every class each test image's true cells show (Negative included where one
+        cell is Negative): what the oracle-image keeps.
     image_labels : dict of str to set of int
-        The classes of each test image's true cells.
+        Each test image's true labels as train.csv writes them: what the weak-label
+        baseline hands every cell.
     """
     out = []
     for s in scores:
@@ -175,7 +189,7 @@ def diagnose(
             rows = read_submission(s.submission)
             s = dataclasses.replace(
                 s,
-                oracle_image=float(competition_map(truth, restrict_to_image_labels(rows, image_labels)).mAP),
+                oracle_image=float(competition_map(truth, restrict_to_image_labels(rows, present)).mAP),
                 weak_on_cells=float(competition_map(truth, weak_labels_on_cells(rows, image_labels)).mAP),
             )
         out.append(s)
@@ -387,7 +401,13 @@ def run_routes(
         scores.append(
             weak_label_score(cfg, truth, out / "maskrcnn_masks", WEAK_MASKRCNN, "weak_label_maskrcnn_submission.csv")
         )
-    scores = diagnose(scores, truth, _true_image_labels(Path(cfg.data), io.list_image_ids(Path(cfg.data) / "test")))
+    test_ids = io.list_image_ids(Path(cfg.data) / "test")
+    scores = diagnose(
+        scores,
+        truth,
+        _true_image_labels(Path(cfg.data), test_ids, kaggle=False),
+        _true_image_labels(Path(cfg.data), test_ids),
+    )
     io.write_table(out / "routes.csv", routes_table(scores))
     return scores
 

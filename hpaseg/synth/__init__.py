@@ -71,7 +71,10 @@ masks. Mitotic cells are round with a condensed chromosome plate for a nucleus.
 Weak supervision: each image draws 1-3 labels with HPA-like imbalance
 (:data:`CLASS_FREQUENCIES`); in about 40% of images one label is missing from some
 cells, and a cell left with no label is Negative (18). Mitotic spindle is carried by
-the one or two mitotic cells only. The image label is the union of its cells' labels.
+the one or two mitotic cells only. The image label is written as the Kaggle train.csv
+writes it: the classes 0-17 of its cells, Negative (18) only for an image in which no
+cell shows any (:func:`hpaseg.classes.image_labels_of_cells`), so an image labelled 0
+may hold Negative cells.
 
 Modules: :mod:`~hpaseg.synth.labels` (image and cell labels), :mod:`~hpaseg.synth.layout`
 (cell geometry), :mod:`~hpaseg.synth.scene` (shared per-pixel fields and structures),

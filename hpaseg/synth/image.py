@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..classes import image_labels_of_cells
 from ..errors import InputError
 from .labels import MITOTIC_SPINDLE, assign_cell_labels, check_labels, draw_image_labels
 from .layout import build_geometry
@@ -60,8 +61,10 @@ class SynthImage:
 
     @property
     def image_labels(self) -> tuple[int, ...]:
-        """Union of the cells' labels, sorted (the image-level label of train.csv)."""
-        return tuple(sorted({lab for labs in self.cell_labels.values() for lab in labs}))
+        """The image-level label of train.csv, as the Kaggle data writes it: the classes
+        0-17 of its cells, Negative (18) only when no cell shows any
+        (:func:`hpaseg.classes.image_labels_of_cells`)."""
+        return image_labels_of_cells(self.cell_labels.values())
 
 
 def check_style(style: str) -> str:
@@ -102,8 +105,9 @@ def synth_image(
     SynthImage
         ``image`` (size, size, 4) uint8 RGBY; ``cell_mask`` and ``nuclei_mask`` (size, size)
         int32 with cells 1..N; ``cell_labels`` {cell: labels}. The image label is
-        ``SynthImage.image_labels``, the union of the cells' labels, which may lack a forced
-        label whose only cells fell outside the image (rare).
+        ``SynthImage.image_labels``: the classes 0-17 of the cells, Negative only when no
+        cell has another (Kaggle convention); it may lack a forced label whose only cells
+        fell outside the image (rare).
 
     Examples
     --------

@@ -10,6 +10,15 @@ Two ways to learn per-cell labels from an image's labels:
   in *some* cell: the loss is on the cells' scores pooled over the bag
   (:func:`pool_logits`: ``max``, ``lse`` = log-sum-exp, a soft maximum, or ``mean``).
 
+Label convention (the Kaggle ``train.csv``'s): Negative (18) labels whole images only and
+never stands beside another label, though negative cells occur in positive images. So a
+positive image's labels do not say that none of its cells is Negative, only that some
+cell is not: neither loss reads a missing 18 as "no cell is Negative"
+(:func:`cell_loss` with ``negative_known=False`` and :func:`bag_loss` pool the cells'
+Negative logits towards the minimum against 0). Negative is learned from images labelled
+Negative, from that constraint and from refined targets, and the score rule also
+derives it from the other classes (:mod:`hpaseg.weak.fusion`).
+
 Bag mixing (:func:`bag_mixtures`) augments image-level training: an image holds a class
 when one of its cells does, so the cells of several images taken together are a valid
 training bag whose labels are the union of theirs (CutMix or mosaic augmentation, at the
@@ -25,7 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..classes import NEGATIVE, NUM_CLASSES
+from ..classes import NEGATIVE, NUM_CLASSES, labels_negative_unknown
 from ..errors import InputError
 
 __all__ = [
@@ -34,6 +43,7 @@ __all__ = [
     "targets_matrix",
     "propagated_targets",
     "pool_logits",
+    "cell_loss",
     "bag_loss",
     "bag_mixtures",
 ]
@@ -97,6 +107,43 @@ def pool_logits(logits: torch.Tensor, pooling: str = "lse", r: float = 5.0) -> t
     raise InputError(f"pooling {pooling!r}: expected one of {', '.join(POOLINGS)}", param="pooling")
 
 
+def _some_cell_not_negative(negative_logits: torch.Tensor, pooling: str, r: float) -> torch.Tensor:
+    """What a positive image's labels do say about Negative: *some* cell is not Negative.
+    Binary cross-entropy of the cells' Negative logits pooled towards the minimum
+    (``-pool(-z)``) against 0."""
+    pooled = -pool_logits(-negative_logits[:, None], pooling, r)
+    return F.binary_cross_entropy_with_logits(pooled, torch.zeros_like(pooled))
+
+
+def cell_loss(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    negative_known: bool = True,
+    pooling: str = "lse",
+    r: float = 5.0,
+) -> torch.Tensor:
+    """Per-cell binary cross-entropy of one image's cells against multi-hot targets.
+
+    With ``negative_known`` False (propagated targets of a positive image: its labels do
+    not say which of its cells are Negative) the Negative column is not a per-cell
+    target; only what the labels imply is: some cell is not Negative (the cells' Negative
+    logits pooled towards the minimum, against 0). Each part is weighted by its share of
+    the 19 classes, so the scale is that of a per-cell binary cross-entropy.
+
+    >>> z = torch.zeros(2, 19); t = torch.zeros(2, 19); t[:, 0] = 1
+    >>> round(float(cell_loss(z, t)), 4), round(float(cell_loss(z, t, negative_known=False)), 4)
+    (0.6931, 0.6931)
+    >>> z[1, 18] = 9.0  # one cell confidently Negative: wrong if its Negative were known to be 0 ...
+    >>> bool(cell_loss(z, t, negative_known=False) < cell_loss(z, t))  # ... allowed when it is not
+    True
+    """
+    if negative_known:
+        return F.binary_cross_entropy_with_logits(logits, targets)
+    known = F.binary_cross_entropy_with_logits(logits[:, :NEGATIVE], targets[:, :NEGATIVE])
+    return (known * NEGATIVE + _some_cell_not_negative(logits[:, NEGATIVE], pooling, r)) / NUM_CLASSES
+
+
 def bag_loss(
     logits: torch.Tensor,
     image_labels: Sequence[int],
@@ -108,10 +155,12 @@ def bag_loss(
 
     Classes absent from the image: binary cross-entropy of every cell against 0.
     Classes present (0-17): binary cross-entropy of the pooled logit against 1.
-    Negative (18): present means *some* cell is Negative (pooled against 1), absent means
-    none is (every cell against 0); an image labelled Negative alone has every cell
-    Negative. Each part is weighted by its share of the 19 classes, so the loss is on
-    the scale of a per-cell binary cross-entropy.
+    Negative (18): an image labelled Negative alone has every cell Negative; in an image
+    with other labels a missing Negative is not "no cell is Negative" (Kaggle convention,
+    module docstring) but "some cell is not": the cells' Negative logits pooled towards
+    the minimum against 0; a listed one is present. Each part is weighted by its
+    share of the 19 classes, so the loss is on the scale of a per-cell binary
+    cross-entropy.
 
     Parameters
     ----------
@@ -132,6 +181,9 @@ def bag_loss(
     present = torch.zeros(NUM_CLASSES, dtype=torch.bool)
     present[labels] = True
     absent = ~present
+    unknown = NEGATIVE not in labels and labels_negative_unknown(labels)
+    if unknown:
+        absent[NEGATIVE] = False  # not listed: some cell is not Negative, below
     loss = logits.new_zeros(())
     if absent.any():
         part = logits[:, absent]
@@ -141,6 +193,8 @@ def bag_loss(
         loss = loss + F.binary_cross_entropy_with_logits(pooled, torch.ones_like(pooled)) * (
             present.sum() / NUM_CLASSES
         )
+    if unknown:
+        loss = loss + _some_cell_not_negative(logits[:, NEGATIVE], pooling, r) / NUM_CLASSES
     return loss
 
 

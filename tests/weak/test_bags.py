@@ -11,6 +11,7 @@ from hpaseg.weak import (
     MAX_MIXED_IMAGES,
     bag_loss,
     bag_mixtures,
+    cell_loss,
     mixed_bag,
     pool_logits,
     propagated_targets,
@@ -48,7 +49,34 @@ def test_bag_loss_pushes_absent_classes_down_in_every_cell_and_present_ones_up_i
     grad = logits.grad
     assert (grad[:, 5] > 0).all()  # absent: every cell's logit goes down (gradient descent)
     assert grad[:, 0].lt(0).sum() == 1  # present, max pooling: one cell goes up
-    assert (grad[:, 18] > 0).all()  # Negative absent from the image: no cell is Negative
+    # Negative not listed (Kaggle convention): not "no cell is Negative", only "some cell is
+    # not": the least Negative cell (min pooling) goes down, the others are free
+    assert grad[:, 18].gt(0).sum() == 1 and grad[:, 18].lt(0).sum() == 0
+
+
+def test_a_cell_of_a_positive_image_may_be_negative_under_either_loss():
+    """One cell confidently Negative, three clearly not, in an image labelled 0: neither
+    loss pushes that cell's Negative down (were a missing 18 read as "no cell is
+    Negative", both would)."""
+    logits = torch.full((4, 19), -6.0)
+    logits[1:, 0] = 6.0
+    logits[0, 18] = 6.0
+    logits.requires_grad_(True)
+    bag_loss(logits, (0,)).backward()
+    assert abs(float(logits.grad[0, 18])) < 1e-3
+    logits.grad = None
+    targets = torch.from_numpy(propagated_targets(4, (0,)))
+    cell_loss(logits, targets, negative_known=False).backward()
+    assert abs(float(logits.grad[0, 18])) < 1e-3
+    logits.grad = None
+    cell_loss(logits, targets).backward()  # a known Negative target 0 (refined or per-cell labels) does
+    assert float(logits.grad[0, 18]) > 1e-3
+
+
+def test_a_listed_negative_beside_other_labels_is_present():
+    logits = torch.zeros(3, 19, requires_grad=True)
+    bag_loss(logits, (0, 18), pooling="max").backward()
+    assert logits.grad[:, 18].lt(0).sum() == 1  # some cell is Negative
 
 
 def test_bag_loss_is_small_when_one_cell_carries_the_label_and_large_when_none_does():
