@@ -15,6 +15,24 @@ import numpy as np
 __all__ = ["label_overlap", "label_iou_matrix", "greedy_match", "SegmentationMatch", "match_label_images"]
 
 
+def _ids_and_index(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(labels, return_inverse=True)``, in one counting pass for label images
+    (non-negative integers of moderate range: ~10x faster than sorting 4-9 Mpx).
+
+    >>> ids, inv = _ids_and_index(np.array([[7, 0], [7, 3]]))
+    >>> ids.tolist(), inv.tolist()
+    ([0, 3, 7], [[2, 0], [2, 1]])
+    """
+    flat = labels.ravel()
+    if flat.size and np.issubdtype(flat.dtype, np.integer) and flat.min() >= 0 and flat.max() < 4 * flat.size + 65536:
+        ids = np.flatnonzero(np.bincount(flat))
+        index = np.zeros(int(ids[-1]) + 1, np.int64)
+        index[ids] = np.arange(len(ids))
+        return ids.astype(labels.dtype), index[flat].reshape(labels.shape)
+    ids, inv = np.unique(labels, return_inverse=True)
+    return ids, inv.reshape(labels.shape)
+
+
 def label_overlap(true_labels: np.ndarray, pred_labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Overlap areas of every true cell with every predicted cell, from one pass over the images.
 
@@ -39,8 +57,8 @@ def label_overlap(true_labels: np.ndarray, pred_labels: np.ndarray) -> tuple[np.
     """
     if true_labels.shape != pred_labels.shape:
         raise ValueError(f"label images differ in shape: {true_labels.shape} vs {pred_labels.shape}")
-    true_ids, t_inv = np.unique(true_labels, return_inverse=True)
-    pred_ids, p_inv = np.unique(pred_labels, return_inverse=True)
+    true_ids, t_inv = _ids_and_index(true_labels)
+    pred_ids, p_inv = _ids_and_index(pred_labels)
     nt, npred = len(true_ids), len(pred_ids)
     inter = np.bincount(t_inv.ravel() * npred + p_inv.ravel(), minlength=nt * npred).reshape(nt, npred)
     return inter, true_ids, pred_ids
