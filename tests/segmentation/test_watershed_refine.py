@@ -79,13 +79,14 @@ def test_choose_lofo_never_uses_the_left_out_field():
     good, bad = s(4, 4, 4, 4, 0, 0), s(4, 4, 0, 0, 0, 0)
     # setting 0 (the defaults) is perfect on a only; setting 1 on b, c and d
     scores = [{"a": good, "b": bad, "c": bad, "d": bad}, {"a": bad, "b": good, "c": good, "d": good}]
-    chosen = segreal.choose_lofo(scores, [{}, {"seam_fraction": 0.6}], ["a", "b", "c", "d"])
+    chosen = segreal.choose_lofo(scores, ["a", "b", "c", "d"])
     assert chosen == {"a": 1, "b": 1, "c": 1, "d": 1, "all": 1}
     # with only a and b, leaving b out picks setting 0 (perfect on a), leaving a out setting 1
-    assert segreal.choose_lofo(scores, [{}, {"seam_fraction": 0.6}], ["a", "b"]) == {"a": 1, "b": 0, "all": 0}
-    # a tie goes to the setting with fewer changes from the defaults
-    tie = [{"a": good, "b": good}, {"a": good, "b": good}]
-    assert segreal.choose_lofo(tie, [{"seam_fraction": 0.6}, {}], ["a", "b"])["all"] == 1
+    assert segreal.choose_lofo(scores, ["a", "b"]) == {"a": 1, "b": 0, "all": 0}
+    # a tie goes to the earlier candidate (grid order), never to today's defaults as such
+    tie = [{"a": good, "b": good}, {"a": good, "b": good}, {"a": good, "b": good}]
+    assert segreal.choose_lofo(tie, ["a", "b"])["all"] == 0
+    assert segreal.choose_lofo(tie, ["a", "b"], candidates=[2, 1])["all"] == 2
 
 
 def test_grid_settings_rejects_unknown_parameters():
