@@ -31,7 +31,7 @@ from torchvision.transforms import v2
 from ..classes import NUM_CLASSES
 from ..descriptors import describe_cells, descriptor_names
 from ..errors import InputError
-from ..labels import LabelRule, cell_labels
+from ..labels import LabelRule, border_cells, cell_labels
 from ..runtime.checkpoint import Checkpointer
 from ..transforms import square_image, to_tensor
 from ..weak import ScoreRule, fuse_scores
@@ -237,7 +237,7 @@ def classifier_cell_scores(
         return {}
     if image_classifier is not None:
         p_image = image_classifier.image_probabilities(image)
-    s = fuse_scores(p, p_image, score_rule)
+    s = fuse_scores(p, p_image, score_rule, on_border=np.isin(ids, list(border_cells(label_image))))
     return {int(cell): cell_labels({k: float(s[i, k]) for k in range(NUM_CLASSES)}, rule) for i, cell in enumerate(ids)}
 
 

@@ -118,6 +118,12 @@ def _add_classifier_options(parser: ArgumentParser) -> None:
         help=f"a in p_image = (1 - a) * pooled + a * image model, when there is an image model (default {d.image_model_weight})",
     )
     g.add_argument(
+        "--border-factor",
+        type=float,
+        default=d.border_factor,
+        help=f"cell-classifier route: scores of cells cut by the image border times this, in [0, 1] (default {d.border_factor})",
+    )
+    g.add_argument(
         "--negative",
         default=d.negative,
         help=f"{', '.join(NEGATIVE_RULES)}: Negative from the model, from the other classes, or the larger (default {d.negative})",
@@ -258,6 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         negative=args.negative,
         image_pooling=args.image_pooling,
         image_model_weight=args.image_model_weight,
+        border_factor=args.border_factor,
     )
     rule = LabelRule(min_score=args.min_score, negative_threshold=args.negative_threshold)
     if args.batch_size < 1:

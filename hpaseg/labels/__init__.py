@@ -18,6 +18,7 @@ from .coco import (
 from .propagate import (
     BORDER_WIDTH_PX,
     CELLS_TABLE_HEADER,
+    border_cells,
     cell_records,
     propagate_dataset,
     split_image_ids,
@@ -36,6 +37,7 @@ __all__ = [
     "load_coco_split",
     "BORDER_WIDTH_PX",
     "CELLS_TABLE_HEADER",
+    "border_cells",
     "cell_records",
     "propagate_dataset",
     "split_image_ids",

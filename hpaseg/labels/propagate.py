@@ -29,7 +29,14 @@ from .. import io
 from ..errors import InputError
 from .coco import CellRecord, coco_annotations, coco_categories
 
-__all__ = ["BORDER_WIDTH_PX", "CELLS_TABLE_HEADER", "cell_records", "split_image_ids", "propagate_dataset"]
+__all__ = [
+    "BORDER_WIDTH_PX",
+    "CELLS_TABLE_HEADER",
+    "border_cells",
+    "cell_records",
+    "split_image_ids",
+    "propagate_dataset",
+]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +44,19 @@ log = logging.getLogger(__name__)
 BORDER_WIDTH_PX = 1
 #: Columns of ``DATASET/cells.csv``.
 CELLS_TABLE_HEADER: tuple[str, ...] = ("ID", "split", "cell", "x", "y", "width", "height", "area", "Label")
+
+
+def border_cells(cell_mask: np.ndarray) -> set[int]:
+    """The cells of a label image within :data:`BORDER_WIDTH_PX` of its frame (cut by the border).
+
+    >>> sorted(border_cells(np.array([[0, 0, 0], [0, 2, 0], [3, 3, 0]])))
+    [3]
+    """
+    b = BORDER_WIDTH_PX
+    frame = np.concatenate(
+        (cell_mask[:b].ravel(), cell_mask[-b:].ravel(), cell_mask[:, :b].ravel(), cell_mask[:, -b:].ravel())
+    )
+    return {int(v) for v in np.unique(frame)} - {0}
 
 
 def cell_records(
@@ -78,11 +98,7 @@ def cell_records(
         raise ValueError(f"{image_id}: expected a 2-D cell mask, got shape {cell_mask.shape}")
     labels = tuple(sorted(set(int(v) for v in labels)))
     areas = np.bincount(cell_mask.ravel())
-    b = BORDER_WIDTH_PX
-    frame = np.concatenate(
-        (cell_mask[:b].ravel(), cell_mask[-b:].ravel(), cell_mask[:, :b].ravel(), cell_mask[:, -b:].ravel())
-    )
-    on_border = set(np.unique(frame).tolist())
+    on_border = border_cells(cell_mask)
     records = []
     for index, slc in enumerate(ndimage.find_objects(cell_mask)):
         if slc is None:

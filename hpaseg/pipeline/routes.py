@@ -55,7 +55,7 @@ from ..evaluation.baselines import (
     restrict_to_image_labels,
     weak_labels_on_cells,
 )
-from ..labels import LabelRule, cell_labels, relabel_dataset
+from ..labels import LabelRule, border_cells, cell_labels, relabel_dataset
 from ..submission import CellLabel, SubmissionRow, build_submission, read_submission, submission_row, write_submission
 from ..weak import ScoreRule, fuse_scores
 from .predict import RescoredPredictor, predict_folder, write_predictions
@@ -254,7 +254,8 @@ def rows_by_rule(
     """Submission rows of cached probabilities under a score rule and a label rule."""
     rows = []
     for c in probabilities:
-        s = fuse_scores(c.p, c.q, score_rule) if len(c.ids) else np.zeros((0, NUM_CLASSES))
+        on_border = np.isin(c.ids, list(border_cells(c.label_image)))
+        s = fuse_scores(c.p, c.q, score_rule, on_border=on_border) if len(c.ids) else np.zeros((0, NUM_CLASSES))
         scores = {
             int(cell): cell_labels({k: float(s[i, k]) for k in range(NUM_CLASSES)}, rule)
             for i, cell in enumerate(c.ids)
@@ -266,10 +267,11 @@ def rows_by_rule(
 def score_rule_variants() -> list[tuple[str, ScoreRule, LabelRule]]:
     """The score rules the benchmarks compare, by name: fusion (product, cell, image, mean
     with w 0.1-0.5) x Negative (max, model), image pooling (lse, mean) x image model weight
-    (0-1), and the default with a score floor of 0.05.
+    (0-1), the default with a score floor of 0.05, and the default with the scores of
+    cells cut by the image border multiplied by 0.5 or 0.25.
 
     >>> len(score_rule_variants())
-    25
+    27
     """
     rules = [
         (f"fusion {f}, Negative {n}", ScoreRule(fusion=f, negative=n), LabelRule())
@@ -290,6 +292,7 @@ def score_rule_variants() -> list[tuple[str, ScoreRule, LabelRule]]:
     rules.append(
         (f"fusion {d.fusion} w {d.weight}, Negative {d.negative}, score floor 0.05", d, LabelRule(min_score=0.05))
     )
+    rules += [(f"border cells x {f}", dataclasses.replace(d, border_factor=f), LabelRule()) for f in (0.5, 0.25)]
     return rules
 
 

@@ -76,6 +76,9 @@ class ScoreRule:
     image_model_weight : float
         ``a`` in ``(1 - a) * pooled + a * model`` when an image-level model scored the
         image (:func:`image_estimate`; 1 = the model alone).
+    border_factor : float
+        In [0, 1]: every score of a cell cut by the image border is multiplied by it
+        (such a cell shows part of its pattern; 1 = treated like the others).
     """
 
     fusion: str = "mean"
@@ -83,6 +86,7 @@ class ScoreRule:
     negative: str = "max"
     image_pooling: str = "lse"
     image_model_weight: float = 0.5
+    border_factor: float = 1.0
 
     def __post_init__(self) -> None:
         if self.fusion not in FUSIONS:
@@ -98,6 +102,8 @@ class ScoreRule:
             )
         if not 0.0 <= self.weight <= 1.0:
             raise InputError(f"fusion_weight {self.weight}: expected a number in [0, 1]", param="fusion_weight")
+        if not 0.0 <= self.border_factor <= 1.0:
+            raise InputError(f"border_factor {self.border_factor}: expected a number in [0, 1]", param="border_factor")
         if not 0.0 <= self.image_model_weight <= 1.0:
             raise InputError(
                 f"image_model_weight {self.image_model_weight}: expected a number in [0, 1]",
@@ -164,7 +170,11 @@ def negative_from_classes(scores: np.ndarray) -> np.ndarray:
 
 
 def fuse_scores(
-    cell_probabilities: np.ndarray, image_probability: np.ndarray | None = None, rule: ScoreRule = ScoreRule()
+    cell_probabilities: np.ndarray,
+    image_probability: np.ndarray | None = None,
+    rule: ScoreRule = ScoreRule(),
+    *,
+    on_border: np.ndarray | None = None,
 ) -> np.ndarray:
     """Per-cell scores of one image by ``rule``.
 
@@ -175,6 +185,8 @@ def fuse_scores(
         An image-level model's probabilities of the image, mixed with those pooled from
         the cells (:func:`image_estimate`); without it, the pooled ones alone.
     rule : ScoreRule
+    on_border : ndarray, shape (N,), bool, optional
+        The cells cut by the image border (their scores times ``rule.border_factor``).
 
     Returns
     -------
@@ -207,4 +219,6 @@ def fuse_scores(
     if rule.negative != "model":
         from_classes = negative_from_classes(s)
         s[:, NEGATIVE] = from_classes if rule.negative == "classes" else np.maximum(s[:, NEGATIVE], from_classes)
+    if on_border is not None and rule.border_factor != 1.0:
+        s[np.asarray(on_border, dtype=bool)] *= rule.border_factor
     return s

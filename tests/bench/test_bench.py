@@ -123,7 +123,7 @@ def test_bench_learn_scores_every_route_and_score_rule_on_every_seed(learn_run):
     assert summary[MASKRCNN]["verdict"] == "one repeat: no spread" and summary[WEAK]["verdict"] == "baseline"
     assert all(r["train_seconds"] > 0 for r in result["routes"] if r["route"] == REFINED)
     rules = [r["rule"] for r in result["score_rules"] if r["seed"] == 0]
-    assert len(rules) == 25 and "fusion product, Negative max" in rules and "fusion mean w 0.2, Negative max" in rules
+    assert len(rules) == 27 and "fusion product, Negative max" in rules and "fusion mean w 0.2, Negative max" in rules
     assert {r["n"] for r in result["score_rule_summary"]} == {3}
     # rules are compared with the default rule, fold by fold
     baseline = [r["rule"] for r in result["score_rule_summary"] if r["verdict"] == "baseline"]

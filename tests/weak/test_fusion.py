@@ -85,3 +85,25 @@ def test_bad_rules_name_the_parameter(kwargs, param):
 def test_wrong_shape_is_refused():
     with pytest.raises(InputError, match="expected \\(cells, 19\\)"):
         fuse_scores(np.zeros((2, 3)))
+
+
+def test_border_cells_scores_are_lowered_by_the_border_factor():
+    import numpy as np
+
+    from hpaseg.errors import InputError
+    from hpaseg.labels import border_cells
+    from hpaseg.weak import ScoreRule, fuse_scores
+
+    label_image = np.array([[1, 1, 0, 0], [0, 0, 2, 0], [0, 0, 0, 0]])
+    ids = np.array([1, 2])
+    on_border = np.isin(ids, list(border_cells(label_image)))
+    assert on_border.tolist() == [True, False]
+    p = np.full((2, 19), 0.4)
+    plain = fuse_scores(p, None, ScoreRule())
+    lowered = fuse_scores(p, None, ScoreRule(border_factor=0.5), on_border=on_border)
+    np.testing.assert_allclose(lowered[0], 0.5 * plain[0])
+    np.testing.assert_allclose(lowered[1], plain[1])
+    np.testing.assert_allclose(fuse_scores(p, None, ScoreRule(), on_border=on_border), plain)  # default 1: no change
+    with pytest.raises(InputError, match="border_factor 1.5") as err:
+        ScoreRule(border_factor=1.5)
+    assert err.value.param == "border_factor"
