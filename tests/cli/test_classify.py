@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from hpaseg import io
+from hpaseg.classification import CellClassifierPredictor
 from hpaseg.cli import classify as classify_cli
 from hpaseg.cli import predict as predict_cli
 from hpaseg.evaluation import competition_map
-from hpaseg.submission import read_submission, validate_submission
+from hpaseg.submission import decode_mask, read_cell_labels, read_submission, validate_submission
 
 IMAGE_PX, CROP_PX = 64, 32
 
@@ -127,6 +128,15 @@ def _dataset_copy(tiny, tmp_path, *, empty_val=False):
         (["--level", "cell"], "--level cell needs --masks"),
         (["--backbone", "inception_v3"], "--image-size 64: backbone 'inception_v3' needs inputs of at least 75 px"),
         (["--opts", "colour", "red"], "--opts colour: unknown key"),
+        (["--lr", "-1"], "--lr -1.0: expected a finite number > 0"),
+        (["--lr", "0"], "--lr 0.0: expected a finite number > 0"),
+        (["--lr", "inf"], "--lr inf: expected a finite number > 0"),
+        (["--epochs", "0"], "--epochs 0: expected a positive integer"),
+        (["--batch-size", "-2"], "--batch-size -2: expected a positive integer"),
+        (["--workers", "-1"], "--workers -1: expected an integer >= 0"),
+        (["--opts", "weight_decay", "-1"], "--opts weight_decay -1.0: expected a finite number >= 0"),
+        (["--opts", "log_period", "0"], "--opts log_period 0: expected a positive integer"),
+        (["--opts", "warmup_factor", "0"], "--opts warmup_factor 0.0: expected a number in (0, 1]"),
     ],
 )
 def test_classify_bad_options(tiny_dataset, tmp_path, capsys, extra, message):
@@ -184,6 +194,42 @@ def _truth(tiny):
     return read_submission(tiny["data"] / "truth.csv")
 
 
+def _check_saved_predictions(run, tiny, out, saved) -> list[tuple]:
+    """Check a submission and the ``--save-masks`` folder of the cell-classifier route against
+    the library: each cell's mask in the submission, decoded, is exactly one cell of the given
+    mask (saved as given); its (label, confidence) pairs, best first, are those
+    :class:`CellClassifierPredictor` gives that cell, as is ``cells.csv``. Returns every cell's pairs."""
+    test = tiny["test"]
+    assert validate_submission(out, test).n_images == 2
+    predictor = CellClassifierPredictor.from_runs(run)
+    table = {(c.image_id, c.cell, c.label): c.confidence for c in read_cell_labels(saved / "cells.csv")}
+    rows, found = read_submission(out), []
+    for row in rows:
+        true_mask = io.read_mask(tiny["masks"] / f"{row.image_id}_cellmask.png")
+        assert (row.height, row.width) == true_mask.shape
+        np.testing.assert_array_equal(io.read_mask(saved / f"{row.image_id}_cellmask.png"), true_mask)
+        [(_, expected)] = predictor([io.read_rgby(test, row.image_id)], [true_mask])
+        by_mask = {}
+        for p in row.predictions:
+            by_mask.setdefault(p.mask, []).append((p.label, p.confidence))
+        cells = {}
+        for encoded, pairs in by_mask.items():
+            decoded = decode_mask(encoded, row.height, row.width)
+            [cell] = np.unique(true_mask[decoded])  # the mask covers one cell ...
+            np.testing.assert_array_equal(decoded, true_mask == cell)  # ... and all of it
+            cells[int(cell)] = pairs
+        assert sorted(cells) == sorted(expected) == sorted(set(np.unique(true_mask).tolist()) - {0})  # every cell
+        for cell, pairs in cells.items():
+            where = (row.image_id, cell)
+            assert [k for k, _ in pairs] == [k for k, _ in expected[cell]], where
+            assert [c for _, c in pairs] == pytest.approx([c for _, c in expected[cell]], rel=1e-5, abs=1e-6), where
+            assert [c for _, c in pairs] == sorted((c for _, c in pairs), reverse=True), where
+            assert [table[(row.image_id, cell, k)] for k, _ in pairs] == pytest.approx([c for _, c in pairs]), where
+            found.append(tuple(pairs))
+    assert len(table) == sum(len(r.predictions) for r in rows)
+    return found
+
+
 def test_predict_classifier_route(cell_run, image_run, tiny_dataset, tmp_path, capsys):
     test = tiny_dataset["test"]
     base = [
@@ -201,15 +247,8 @@ def test_predict_classifier_route(cell_run, image_run, tiny_dataset, tmp_path, c
     assert (
         predict_cli.main(["--backbone", "efficientnet_b0", *base, "--out", str(out), "--save-masks", str(saved)]) == 0
     )
-    report = validate_submission(out, test)
-    assert report.n_images == 2
+    _check_saved_predictions(cell_run, tiny_dataset, out, saved)
     rows = {r.image_id: r for r in read_submission(out)}
-    for image_id, row in rows.items():
-        true_mask = io.read_mask(tiny_dataset["masks"] / f"{image_id}_cellmask.png")
-        assert (row.height, row.width) == true_mask.shape
-        np.testing.assert_array_equal(io.read_mask(saved / f"{image_id}_cellmask.png"), true_mask)
-        assert len({p.mask for p in row.predictions}) == len(np.unique(true_mask)) - 1  # every cell labelled
-    assert (saved / "cells.csv").is_file()
     score = competition_map(_truth(tiny_dataset), list(rows.values())).mAP
     assert 0.0 <= score <= 1.0
     # With an image-level classifier the scores change; a weighted mean with weight 1 is the cells' own.
@@ -222,6 +261,39 @@ def test_predict_classifier_route(cell_run, image_run, tiny_dataset, tmp_path, c
     assert 0.0 <= competition_map(_truth(tiny_dataset), read_submission(fused)).mAP <= 1.0
     assert mean1.read_text() == alone.read_text()
     assert fused.read_text() != out.read_text() != alone.read_text()
+
+
+@pytest.fixture(scope="module")
+def descriptor_cell_run(tiny_dataset, tmp_path_factory):
+    """A cell-level descriptor classifier: unlike the 1-epoch CNN of ``cell_run``, whose scores
+    hardly differ between cells, it scores every cell apart."""
+    from hpaseg.classification import ClassifyConfig, train_classifier
+
+    out = tmp_path_factory.mktemp("cls") / "descriptors"
+    cfg = ClassifyConfig(
+        level="cell",
+        backbone="descriptors",
+        dataset=str(tiny_dataset["dataset"]),
+        data=str(tiny_dataset["train"]),
+        masks=str(tiny_dataset["masks"]),
+        out=str(out),
+        device="cpu",
+        workers=0,
+    )
+    train_classifier(cfg, progress=False)
+    return out
+
+
+def test_predict_classifier_route_labels_each_cell_by_its_own_scores(descriptor_cell_run, tiny_dataset, tmp_path):
+    """Cells that the model scores apart keep their own scores in the submission and cells.csv, under
+    their own masks (a mix-up of cells, or every cell given its image's answer, fails)."""
+    out, saved = tmp_path / "cells.csv", tmp_path / "saved"
+    argv = ["--classifier", str(descriptor_cell_run), "--masks", str(tiny_dataset["masks"])]
+    argv += ["--data", str(tiny_dataset["test"]), "--device", "cpu", "--quiet", "--out", str(out)]
+    assert predict_cli.main([*argv, "--save-masks", str(saved)]) == 0
+    cells = _check_saved_predictions(descriptor_cell_run, tiny_dataset, out, saved)
+    distinct = {tuple((k, round(c, 3)) for k, c in pairs) for pairs in cells}
+    assert len(distinct) > len(cells) // 2, f"{len(distinct)} distinct answers for {len(cells)} cells"
 
 
 @pytest.mark.parametrize(

@@ -177,3 +177,50 @@ def test_old_configs_and_checkpoints_are_refused(tmp_path):
     with pytest.raises(InputError, match="earlier per-\\(cell, label\\) softmax.*retrain") as info:
         Detectron2Predictor.from_checkpoint(weights)
     assert info.value.params == ("weights",)
+
+
+#: Iterations of the fixed-batch run.
+OVERFIT_ITERS = 15
+
+
+def test_training_on_one_fixed_batch_lowers_the_total_and_label_losses(tiny_dataset):
+    """detectron2's SimpleTrainer and optimizer on hpaseg's config, RoI heads and mapper, one
+    batch repeated: the total loss and the multi-label head's ``loss_labels`` fall well below
+    where they start (the twin of the torchvision engine's test in test_trainer.py). Random
+    weights train with BatchNorm (FrozenBN suits pretrained weights only) and a small rate."""
+    pytest.importorskip("detectron2", reason="detectron2 is not installed (not on PyPI; see README)")
+    import itertools
+
+    from detectron2.data import DatasetCatalog
+    from detectron2.engine import SimpleTrainer
+    from detectron2.modeling import build_model
+    from detectron2.solver import build_optimizer
+
+    eng = _engine()
+    opts = {
+        "MODEL.DEVICE": "cpu",
+        "MODEL.RESNETS.DEPTH": "50",
+        "MODEL.RESNETS.NORM": "BN",
+        "MODEL.BACKBONE.FREEZE_AT": "0",
+        "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE": "64",
+        "SOLVER.BASE_LR": "0.002",
+        "HPA.IMAGE_SIZE": "128",
+        "HPA.AUGMENT": "False",  # the same batch every step
+    }
+    cfg = eng.load_config(
+        eng.config_dir() / CONFIGS[0],
+        [x for pair in opts.items() for x in pair],
+        **{"HPA.DATASET_DIR": str(tiny_dataset["dataset"]), "HPA.DATA_DIR": str(tiny_dataset["train"])},
+    )
+    eng.register_hpa_datasets(cfg, progress=False)
+    batch = [eng.HPADatasetMapper(cfg, True)(DatasetCatalog.get("hpa_train")[0])]
+    assert len(batch[0]["instances"]) >= 5 and batch[0]["instances"].gt_multilabels.sum() > 0
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    trainer = SimpleTrainer(model, itertools.repeat(batch), build_optimizer(cfg, model))
+    trainer.train(0, OVERFIT_ITERS)
+    total = [v for v, _ in trainer.storage.history("total_loss").values()]
+    labels = [v for v, _ in trainer.storage.history("loss_labels").values()]
+    assert len(total) == len(labels) == OVERFIT_ITERS
+    assert sum(labels[-3:]) / 3 < 0.7 * labels[0], labels
+    assert sum(total[-3:]) / 3 < 0.7 * total[0], total
