@@ -19,6 +19,7 @@ __all__ = [
     "class_name",
     "image_labels_of_cells",
     "labels_negative_unknown",
+    "negative_known",
 ]
 
 CLASS_NAMES: tuple[str, ...] = (
@@ -101,3 +102,18 @@ def labels_negative_unknown(image_labels: Iterable[int]) -> bool:
     (True, False)
     """
     return any(int(k) != NEGATIVE for k in image_labels)
+
+
+def negative_known(cell_labels: Iterable[Iterable[int]]) -> bool:
+    """Whether the dataset labels of an image's cells say which cells are Negative: yes
+    when the image is labelled Negative alone or some cell is labelled Negative (cells
+    labelled one by one); no when every cell carries its positive image's labels
+    (propagated: the image's labels do not say which cells are Negative).
+
+    >>> negative_known([(0,), (0,)]), negative_known([(18,), (18,)]), negative_known([(0,), (18,)])
+    (False, True, True)
+    """
+    cells = [tuple(int(k) for k in labels) for labels in cell_labels]
+    if any(NEGATIVE in labels for labels in cells):
+        return True
+    return not labels_negative_unknown(image_labels_of_cells(cells))

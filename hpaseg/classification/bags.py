@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..classes import NEGATIVE, image_labels_of_cells, labels_negative_unknown
+from ..classes import image_labels_of_cells, negative_known
 from ..descriptors import describe_cells, descriptor_names
 from ..errors import InputError
 from ..labels import ImageRecord
@@ -137,7 +137,12 @@ def make_bag(image_id: str, cells: np.ndarray, x: np.ndarray, labels: Sequence[S
     >>> make_bag("a", np.array([1, 2]), np.zeros((2, 3), np.float32), [(0,), (18,)]).negative_known
     True
     """
-    image_labels = image_labels_of_cells(labels)
-    per_cell_negative = any(NEGATIVE in cell for cell in labels)
-    known = per_cell_negative or not labels_negative_unknown(image_labels)
-    return Bag(image_id, np.asarray(cells), np.asarray(x, np.float32), image_labels, targets_matrix(labels), known)
+    known = negative_known(labels)
+    return Bag(
+        image_id,
+        np.asarray(cells),
+        np.asarray(x, np.float32),
+        image_labels_of_cells(labels),
+        targets_matrix(labels),
+        known,
+    )

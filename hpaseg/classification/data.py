@@ -47,7 +47,7 @@ from torchvision.transforms import v2
 from tqdm import tqdm
 
 from .. import io
-from ..classes import CHANNEL_NAMES, NUM_CLASSES, Channel
+from ..classes import CHANNEL_NAMES, NEGATIVE, NUM_CLASSES, Channel
 from ..errors import InputError
 from ..labels import ImageRecord
 from ..transforms import resize_image, resize_labels, square_image, to_tensor
@@ -253,10 +253,14 @@ class Sample:
     path: str
     row: int
     labels: tuple[int, ...]
+    #: False for a cell given its positive image's labels (propagated): its Negative target
+    #: is unknown (NaN, left out of the loss; :func:`hpaseg.classes.negative_known`).
+    negative_known: bool = True
 
 
 class ClassifierDataset(torch.utils.data.Dataset):
-    """Samples as ``(input (C, S, S) float32 normalised, target (19,) float32 multi-hot)``.
+    """Samples as ``(input (C, S, S) float32 normalised, target (19,) float32 multi-hot)``;
+    a target NaN where unknown (Negative of a propagated cell of a positive image).
 
     Parameters
     ----------
@@ -301,7 +305,11 @@ class ClassifierDataset(torch.utils.data.Dataset):
         x = to_tensor(select_channels(self.array(index), self.channels))
         if self.augment is not None:
             x = self.augment(x)
-        return self.normalize(x), multi_hot(self.samples[index].labels)
+        sample = self.samples[index]
+        y = multi_hot(sample.labels)
+        if not sample.negative_known:
+            y[NEGATIVE] = float("nan")
+        return self.normalize(x), y
 
 
 # --------------------------------------------------------------------------- crop cache

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import io
-from ..classes import CHANNEL_NAMES, NUM_CLASSES
+from ..classes import CHANNEL_NAMES, NUM_CLASSES, negative_known
 from ..errors import InputError
 from ..labels import build_cache, cache_folder, cache_paths, load_coco_split
 from .config import ClassifyConfig, check_config
@@ -85,8 +85,10 @@ def prepare_data(cfg: ClassifyConfig, *, progress: bool = True) -> PreparedData:
                     raise InputError(
                         f"{ids_path}: cached crops lack cell {missing[0]} of image {r.image_id!r}; delete {cache_dir} and rerun"
                     )
+                known = negative_known(r.cells.values())
                 out.extend(
-                    Sample(r.image_id, c, str(crops_path), row_of[c], labels) for c, labels in sorted(r.cells.items())
+                    Sample(r.image_id, c, str(crops_path), row_of[c], labels, known)
+                    for c, labels in sorted(r.cells.items())
                 )
             return out
 

@@ -67,7 +67,7 @@ from torch.utils.data import DataLoader, RandomSampler
 from tqdm import tqdm
 
 from .. import __version__, io
-from ..classes import CLASS_NAMES, NUM_CLASSES
+from ..classes import CLASS_NAMES, NUM_CLASSES, image_labels_of_cells
 from ..errors import InputError
 from ..evaluation import evaluate_scores
 from ..runtime.checkpoint import Checkpointer
@@ -368,10 +368,12 @@ def refine_samples(samples: Sequence[Sample], probabilities: np.ndarray, keep_fr
         by_image.setdefault(s.image_id, []).append(i)
     out = list(samples)
     for rows in by_image.values():
-        image_labels = sorted(set().union(*(samples[i].labels for i in rows)))
+        image_labels = image_labels_of_cells(samples[i].labels for i in rows)
         targets = refine_targets(probabilities[rows], image_labels, keep_fraction=keep_fraction)
         for i, t in zip(rows, targets):
-            out[i] = dataclasses.replace(samples[i], labels=tuple(int(k) for k in np.flatnonzero(t)))
+            out[i] = dataclasses.replace(
+                samples[i], labels=tuple(int(k) for k in np.flatnonzero(t)), negative_known=True
+            )
     return out
 
 

@@ -151,3 +151,33 @@ def test_build_crop_cache_and_bad_masks(tiny_dataset, tmp_path):
     assert not list((tmp_path).glob("cache2/*.npy"))
     with pytest.raises(InputError, match="no .*_cellmask.png for image"):
         build_crop_cache(records, tiny_dataset["train"], tmp_path / "none", tmp_path / "cache3", 24, progress=False)
+
+
+def test_a_propagated_cell_of_a_positive_image_leaves_negative_out_of_the_loss(tmp_path):
+    """Kaggle convention on the CNN route: a cell given its positive image's labels has an
+    unknown Negative target (NaN), which the losses leave out; refined or per-cell labels
+    keep it."""
+    import numpy as np
+    import torch
+
+    from hpaseg.classification.data import ClassifierDataset, Sample
+    from hpaseg.classification.losses import make_loss
+    from hpaseg.classification.trainer import refine_samples
+
+    crops = tmp_path / "crops.npy"
+    np.save(crops, np.zeros((2, 8, 8, 4), np.uint8))
+    samples = [Sample("a", 1, str(crops), 0, (0,), negative_known=False), Sample("b", 1, str(crops), 1, (18,))]
+    data = ClassifierDataset(samples, channels="rgby", size=8, mean=[0.0] * 4, std=[1.0] * 4)
+    y_a, y_b = data[0][1], data[1][1]
+    assert torch.isnan(y_a[18]) and y_a[0] == 1 and not torch.isnan(y_a[:18]).any()
+    assert y_b[18] == 1 and not torch.isnan(y_b).any()
+    logits = torch.zeros(2, 19)
+    logits[0, 18] = 9.0  # confidently Negative: no cost where Negative is unknown
+    for name in ("bce", "focal"):
+        loss = make_loss(name)
+        masked = loss(logits, torch.stack([y_a, y_b]))
+        assert torch.isfinite(masked)
+        known = torch.stack([y_a, y_b]).nan_to_num(0.0)  # as if Negative were known to be 0
+        assert float(masked) < float(loss(logits, known))
+    refined = refine_samples(samples[:1], np.full((1, 19), 0.1), keep_fraction=0.5)
+    assert refined[0].negative_known  # refinement decides Negative: known
