@@ -14,7 +14,7 @@ BENCHMARKS: dict[str, str] = {
     "segment": "default (watershed) segmenter on 2048x2048 RGBY input, one worker",
     "segreal": "watershed segmenter vs reference masks of real fields: leave-one-field-out choice of its settings",
     "train": "Mask R-CNN training and inference images/s per backbone and engine",
-    "learn": "every route trained on image labels of a synthetic set, scored on per-cell truth against the baselines",
+    "learn": "every route trained on image labels of fresh synthetic sets (one per seed), mean ± sd and paired differences to the weak-label baseline",
     "cv": "cross-validation of the cell classifier's score rules on the training images of a bench learn set",
     "synth": "statistics of synthetic fields next to real HPA fields (cell area, density, touching, intensities)",
     "predict": "the Mask R-CNN predict chain per image at 2048 px, each step's share, peak memory",
