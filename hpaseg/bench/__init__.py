@@ -19,6 +19,7 @@ BENCHMARKS: dict[str, str] = {
     "synth": "statistics of synthetic fields next to real HPA fields (cell area, density, touching, intensities)",
     "predict": "the Mask R-CNN predict chain per image at 2048 px, each step's share, peak memory",
     "loader": "image cache + DataLoader images/s per worker at the working size, vs the model's consumption",
+    "cost": "full-scale cost model: each per-image stage timed at 2048 px on one core, extrapolated to the Kaggle set",
     "gpu": "one-command GPU check: training/inference images/s with AMP, predict chain, peak GPU memory, loss falling",
 }
 

@@ -63,7 +63,7 @@ from .predictor import (
     classifier_cell_scores,
     load_classifier,
 )
-from .samples import PreparedData, prepare_data
+from .samples import CacheSummary, PreparedData, cache_inputs, prepare_data
 from .trainer import predict_scores, refine_samples, train_classifier
 
 __all__ = [
@@ -116,6 +116,8 @@ __all__ = [
     "LEVELS",
     "ClassifyConfig",
     "PreparedData",
+    "CacheSummary",
+    "cache_inputs",
     "check_config",
     "input_size",
     "predict_scores",

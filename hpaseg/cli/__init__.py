@@ -36,6 +36,10 @@ STAGES: dict[str, tuple[str, str]] = {
         "classifier study grid: backbones x losses x augments -> results.csv, results.md, plots",
     ),
     "submit": ("hpaseg.cli.submit", "cell masks + per-cell label table -> Kaggle submission CSV"),
+    "merge": (
+        "hpaseg.cli.merge",
+        "join the partial submissions of a predict job array (--shard I/N) into one, validated",
+    ),
     "validate": ("hpaseg.cli.validate", "check a Kaggle submission CSV strictly"),
     "evaluate": ("hpaseg.cli.evaluate", "score a submission with the competition metric (mAP @ mask IoU 0.6)"),
     "visualize": (

@@ -23,6 +23,8 @@ __all__ = [
     "flag_of",
     "message_for_cli",
     "add_quiet",
+    "add_shard",
+    "parse_shard",
     "configure_output",
     "EXIT_INPUT_ERROR",
 ]
@@ -87,6 +89,32 @@ def configure_output() -> None:
 def add_quiet(parser: argparse.ArgumentParser) -> None:
     """The ``--quiet`` option every stage has: no progress bars (for logs of batch jobs)."""
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """Parse ``--shard I/N`` (0-based shard ``I`` of ``N``), the option of every per-image
+    stage (the images of a shard: :func:`hpaseg.runtime.dist.select_shard`).
+
+    >>> parse_shard("1/4")
+    (1, 4)
+    >>> parse_shard("3/2")
+    Traceback (most recent call last):
+    ...
+    hpaseg.errors.InputError: --shard: expected I/N with 0 <= I < N (e.g. 0/4 for the first of 4 shards), got '3/2'
+    """
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
+    if not match or not 0 <= int(match.group(1)) < int(match.group(2)):
+        raise InputError(f"--shard: expected I/N with 0 <= I < N (e.g. 0/4 for the first of 4 shards), got {text!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
+def add_shard(parser: argparse.ArgumentParser | argparse._ArgumentGroup, what: str = "image") -> None:
+    """The ``--shard I/N`` option of a per-image stage (parse it with :func:`parse_shard`)."""
+    parser.add_argument(
+        "--shard",
+        metavar="I/N",
+        help=f"do only every N-th {what} of the sorted list, starting at I (0-based): 0/4 .. 3/4 for 4 array tasks",
+    )
 
 
 def flag_of(parser: argparse.ArgumentParser, param: str) -> str:

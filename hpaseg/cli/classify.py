@@ -1,7 +1,11 @@
 """``hpaseg classify --level image|cell --backbone B --loss bce|focal --augment standard|cutmix
 --dataset DATASET --data DIR --out RUN [--masks MASKS] [--channels green|rgby] ...``: train a
 multi-label classifier of whole images or single cells (:func:`hpaseg.classification.train_classifier`;
-what it writes is described there)."""
+what it writes is described there).
+
+``--cache-only [--shard I/N]`` with the same options only fills the cache the run reads
+(:func:`hpaseg.classification.cache_inputs`), for one task of a job array; the training
+job then finds every image cached."""
 
 from __future__ import annotations
 
@@ -17,25 +21,27 @@ from ..classification import (
     DEFAULT_CHANNELS,
     DESCRIPTORS,
     ClassifyConfig,
+    cache_inputs,
     cell_preset,
     train_classifier,
 )
 from ..classification.config import EVAL_FILE, FINAL
+from ..errors import InputError
 from ..io import check_output_path
 from ..runtime.config import apply_opts
 from ..runtime.hardware import default_device, default_workers
-from .base import ArgumentParser, add_quiet, cli_entry, configure_output
+from .base import ArgumentParser, add_quiet, add_shard, cli_entry, configure_output, parse_shard
 
 __all__ = ["add_data_options", "add_budget_options", "config_from_args", "build_parser", "main"]
 
 
-def add_data_options(parser: argparse.ArgumentParser, *, out_help: str) -> None:
+def add_data_options(parser: argparse.ArgumentParser, *, out_help: str, out_required: bool = True) -> None:
     """``--dataset --data --masks --out``, shared by ``hpaseg classify`` and ``hpaseg ablation``."""
     g = parser.add_argument_group("data and output")
     g.add_argument("--dataset", required=True, help="folder with train.json/val.json from hpaseg propagate")
     g.add_argument("--data", required=True, help="folder of the training images")
     g.add_argument("--masks", default=None, help="folder of {ID}_cellmask.png (needed for --level cell)")
-    g.add_argument("--out", required=True, help=out_help)
+    g.add_argument("--out", required=out_required, help=out_help)
 
 
 def add_budget_options(parser: argparse.ArgumentParser, title: str) -> None:
@@ -188,8 +194,20 @@ def build_parser() -> ArgumentParser:
         default=None,
         help="descriptors: after validating, train the final model again on train + val (default: on)",
     )
-    add_data_options(parser, out_help="run folder (config.yaml, checkpoints, metrics, eval.json)")
+    add_data_options(
+        parser,
+        out_help="run folder (config.yaml, checkpoints, metrics, eval.json); not used by --cache-only",
+        out_required=False,
+    )
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    g = parser.add_argument_group("job arrays")
+    g.add_argument(
+        "--cache-only",
+        action="store_true",
+        help="only decode and cache what the run trains on (descriptors, cell crops or images, under --dataset), "
+        "skipping images cached before; with --shard, for one task of a job array (slurm/cache-array.sbatch)",
+    )
+    add_shard(g)
     add_budget_options(parser, "schedule")
     return parser
 
@@ -199,6 +217,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``hpaseg classify``."""
     args = build_parser().parse_args(argv)
     configure_output()
+    if args.shard is not None and not args.cache_only:
+        raise InputError(
+            "--shard belongs to --cache-only: training is one job, its inputs can be cached by the tasks of an array first"
+        )
+    if args.cache_only:
+        shard = parse_shard(args.shard) if args.shard is not None else None
+        summary = cache_inputs(config_from_args(args, out=args.out or ""), shard=shard, progress=not args.quiet)
+        print(summary.line())
+        return 0
+    if args.out is None:
+        raise InputError("the following arguments are required: --out (see 'hpaseg classify --help')")
     cfg = config_from_args(args)
     check_output_path(cfg.out, option="--out", folder=True)
     result = train_classifier(cfg, resume=args.resume, progress=not args.quiet)

@@ -21,6 +21,12 @@ Scores: :class:`hpaseg.weak.ScoreRule` (``--fusion``, ``--fusion-weight``, ``--n
 ``--image-pooling``, ``--image-model-weight``);
 labels: :func:`hpaseg.labels.cell_labels` (``--min-score``, ``--negative-threshold``;
 every class of every cell by default).
+
+Job arrays: ``--shard I/N`` predicts only task I's images (the sorted IDs, every N-th from
+I) and writes a partial submission; ``hpaseg merge`` joins the N parts into one checked
+submission (``slurm/predict-array.sbatch``, ``slurm/merge.sbatch``). ``--resume`` keeps an
+``--out`` that exists (written last and atomically, so it is complete): a resubmitted
+array redoes only the parts that are missing.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from ..errors import InputError
 from ..io import check_output_path
 from ..labels import LabelRule
 from ..pipeline.predict import (
+    CELLS_FILE,
     Predictor,
     RescoredPredictor,
     check_images,
@@ -50,7 +57,7 @@ from ..pipeline.predict import (
 )
 from ..runtime.hardware import default_device
 from ..weak import FUSIONS, IMAGE_POOLINGS, NEGATIVE_RULES, ScoreRule
-from .base import ArgumentParser, add_quiet, cli_entry, configure_output
+from .base import ArgumentParser, add_quiet, add_shard, cli_entry, configure_output, parse_shard
 
 __all__ = ["build_parser", "main"]
 
@@ -136,7 +143,18 @@ def _add_data_and_inference_options(parser: ArgumentParser) -> None:
     g.add_argument("--data", required=True, help="folder of {ID}_{red,green,blue,yellow}.png test images")
     g.add_argument("--ids", nargs="+", help="only these image IDs (default: all in --data)")
     g.add_argument("--out", required=True, help="submission CSV to write")
-    g.add_argument("--save-masks", help="also write {ID}_cellmask.png and cells.csv (ID,cell,label,confidence) here")
+    g.add_argument(
+        "--save-masks",
+        help="also write {ID}_cellmask.png and cells.csv (ID,cell,label,confidence; with --shard I/N: cells.I-of-N.csv) here",
+    )
+    g = parser.add_argument_group("job arrays")
+    add_shard(g)
+    g.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep --out when it exists (a part finished by an earlier run of the same command: a resubmitted "
+        "array redoes only the missing parts); merge the parts with 'hpaseg merge'",
+    )
     g = parser.add_argument_group("inference")
     g.add_argument("--device", default=default_device(), help="cuda or cpu (default: cuda when available)")
     g.add_argument("--batch-size", type=int, default=2, help="images per forward pass (default 2)")
@@ -269,9 +287,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     rule = LabelRule(min_score=args.min_score, negative_threshold=args.negative_threshold)
     if args.batch_size < 1:
         raise InputError(f"--batch-size {args.batch_size}: expected a positive integer")
+    shard = parse_shard(args.shard) if args.shard is not None else None
     check_output_path(args.out, option="--out", folder=False)
     if args.save_masks:
         check_output_path(args.save_masks, option="--save-masks", folder=True)
+    if args.resume and Path(args.out).is_file():
+        print(f"kept {args.out}: written by an earlier run (--resume); delete it or drop --resume to predict again")
+        return 0
     config = PostprocessConfig(
         nms_iou=args.nms_iou,
         min_detection_score=args.min_detection_score,
@@ -280,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         min_score=args.min_score,
         negative_threshold=args.negative_threshold,
     )
-    ids = check_images(args.data, args.ids, args.masks)  # before a model loads
+    ids = check_images(args.data, args.ids, args.masks, shard=shard)  # before a model loads
     predictor = _predictor(args, config, score_rule, rule)
     predictions = predict_folder(
         predictor,
@@ -291,10 +313,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         workers=args.workers,
         progress=not args.quiet,
     )
-    rows = write_predictions(predictions, args.out, save_masks=args.save_masks)
+    cells_name = CELLS_FILE if shard is None else f"cells.{shard[0]}-of-{shard[1]}.csv"
+    rows = write_predictions(predictions, args.out, save_masks=args.save_masks, cells_name=cells_name)
     n_cells = sum(len({p.mask for p in r.predictions}) for r in rows)
+    part = "" if shard is None else f" (shard {shard[0]}/{shard[1]}: a part for 'hpaseg merge')"
     print(
-        f"predicted {n_cells} cells in {len(rows)} images ({sum(len(r.predictions) for r in rows)} (cell, label) predictions) -> {args.out}"
+        f"predicted {n_cells} cells in {len(rows)} images ({sum(len(r.predictions) for r in rows)} (cell, label) predictions) -> {args.out}{part}"
     )
     return 0
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,28 +15,12 @@ from ..io import check_output_path
 from ..segmentation import METHODS, WatershedParams, make_segmenter, segment_ids, segment_images
 from ..segmentation.hpacellseg import HPA_WEIGHTS_HINT
 from ..segmentation.precomputed import NUCLEI_SOURCES
-from .base import ArgumentParser, add_quiet, cli_entry, configure_output
+from .base import ArgumentParser, add_quiet, add_shard, cli_entry, configure_output, parse_shard
 
-__all__ = ["REFERENCE_SCORES", "build_parser", "parse_shard", "main"]
+__all__ = ["REFERENCE_SCORES", "build_parser", "main"]
 
 #: File in the masks folder with the agreement per image and pooled (``--reference``).
 REFERENCE_SCORES = "reference_scores.csv"
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """Parse ``--shard I/N`` (0-based shard ``I`` of ``N``).
-
-    >>> parse_shard("1/4")
-    (1, 4)
-    >>> parse_shard("3/2")
-    Traceback (most recent call last):
-    ...
-    hpaseg.errors.InputError: --shard: expected I/N with 0 <= I < N (e.g. 0/4 for the first of 4 shards), got '3/2'
-    """
-    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
-    if not match or not 0 <= int(match.group(1)) < int(match.group(2)):
-        raise InputError(f"--shard: expected I/N with 0 <= I < N (e.g. 0/4 for the first of 4 shards), got {text!r}")
-    return int(match.group(1)), int(match.group(2))
 
 
 def build_parser() -> ArgumentParser:
@@ -102,11 +85,7 @@ def build_parser() -> ArgumentParser:
     run = parser.add_argument_group("execution")
     run.add_argument("--workers", type=int, default=1, help="segmenting processes (default 1: in this process)")
     run.add_argument("--read-threads", type=int, default=4, help="image-decoding threads (default 4)")
-    run.add_argument(
-        "--shard",
-        metavar="I/N",
-        help="do only every N-th image of the sorted list, starting at I (0-based): 0/4 .. 3/4 for 4 array tasks",
-    )
+    add_shard(run)
     run.add_argument("--overwrite", action="store_true", help="redo images whose masks exist (default: skip them)")
     check = parser.add_argument_group("agreement with reference masks")
     check.add_argument(

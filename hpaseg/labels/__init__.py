@@ -7,7 +7,7 @@ images decoded once at working size), :mod:`~hpaseg.labels.rules` (reported labe
 per-cell labels written back into a dataset).
 """
 
-from .cache import build_cache, cache_folder, cache_paths
+from .cache import build_cache, cache_dataset, cache_folder, cache_paths
 from .coco import (
     CellRecord,
     ImageRecord,
@@ -28,6 +28,7 @@ from .rules import LabelRule, cell_labels
 
 __all__ = [
     "build_cache",
+    "cache_dataset",
     "cache_folder",
     "cache_paths",
     "CellRecord",

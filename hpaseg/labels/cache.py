@@ -6,6 +6,8 @@ once, resized so its longer side is the working size (:func:`hpaseg.transforms.r
 and cached with its cell label image (also resized, nearest neighbour) under
 ``DATASET/cache_{size}px/``: ``{ID}.image.npy`` (H, W, 4) uint8 and ``{ID}.cells.npy``
 (H, W) int32. The Mask R-CNN trainers and the image-level classifier read it.
+:func:`cache_dataset` fills it for a dataset, or for one shard of its images (the tasks
+of a job array, ``hpaseg train --cache-only --shard I/N``), before a training job starts.
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ from pycocotools import mask as coco_mask
 from tqdm import tqdm
 
 from .. import io
+from ..classes import CHANNEL_NAMES
 from ..errors import InputError
+from ..runtime.dist import select_shard
 from ..transforms import resize_image, resize_labels
-from .coco import ImageRecord
+from .coco import ImageRecord, load_coco_split
 
-__all__ = ["cache_folder", "cache_paths", "build_cache"]
+__all__ = ["cache_folder", "cache_paths", "build_cache", "cache_dataset"]
 
 
 def cache_folder(dataset_dir: str | Path, size: int) -> Path:
@@ -66,3 +70,51 @@ def build_cache(
         bar.update()
     bar.close()
     return cache_dir
+
+
+def cache_dataset(
+    dataset_dir: str | Path,
+    data_dir: str | Path,
+    size: int,
+    *,
+    shard: tuple[int, int] | None = None,
+    workers: int = 4,
+    progress: bool = True,
+) -> tuple[Path, int, int]:
+    """Cache the images a Mask R-CNN training run on ``dataset_dir`` reads (those of
+    ``train.json`` with cells and every image of ``val.json``), or those of one shard.
+
+    Parameters
+    ----------
+    dataset_dir : path
+        Output folder of ``hpaseg propagate``.
+    data_dir : path
+        The images.
+    size : int
+        Working size in px (the run's ``image_size``).
+    shard : (int, int), optional
+        ``(I, N)``: only the images of task I of N (:func:`hpaseg.runtime.dist.select_shard`).
+    workers : int
+        Image-decoding threads.
+    progress : bool
+
+    Returns
+    -------
+    (cache folder, images of the shard, of them cached before)
+    """
+    dataset_dir = Path(dataset_dir)
+    if size < 1:
+        raise InputError(f"image_size {size}: expected a positive integer", param="image_size")
+    records = [r for r in load_coco_split(dataset_dir / "train.json") if r.cells]
+    if (dataset_dir / "val.json").is_file():
+        records += load_coco_split(dataset_dir / "val.json")
+    if shard is not None:
+        wanted = set(select_shard([r.image_id for r in records], *shard))
+        records = [r for r in records if r.image_id in wanted]
+    cache_dir = cache_folder(dataset_dir, size)
+    todo = [r for r in records if not all(p.is_file() for p in cache_paths(cache_dir, r.image_id))]
+    for rec in todo:  # fail before any decoding
+        for channel in CHANNEL_NAMES:
+            io.find_channel_file(data_dir, rec.image_id, channel)
+    build_cache(todo, data_dir, cache_dir, size, workers=workers, progress=progress)
+    return cache_dir, len(records), len(records) - len(todo)

@@ -25,6 +25,7 @@ from ..classes import CHANNEL_NAMES
 from ..detection import MaskRCNNPredictor, PostprocessConfig
 from ..detection.detectron2 import Detectron2Predictor
 from ..errors import InputError
+from ..runtime.dist import select_shard
 from ..submission import (
     SubmissionRow,
     submission_row,
@@ -35,6 +36,7 @@ from ..submission import (
 __all__ = [
     "Predictor",
     "CellScores",
+    "CELLS_FILE",
     "ENGINES",
     "RescoredPredictor",
     "open_maskrcnn",
@@ -43,6 +45,8 @@ __all__ = [
     "write_predictions",
 ]
 
+#: The per-cell label table that ``save_masks`` writes beside the masks.
+CELLS_FILE = "cells.csv"
 #: Per-cell (class, confidence) pairs of one image.
 CellScores = dict[int, list[tuple[int, float]]]
 
@@ -123,9 +127,24 @@ def open_maskrcnn(
 
 
 def check_images(
-    data_dir: str | os.PathLike, ids: Sequence[str] | None, masks_dir: str | os.PathLike | None = None
+    data_dir: str | os.PathLike,
+    ids: Sequence[str] | None,
+    masks_dir: str | os.PathLike | None = None,
+    *,
+    shard: tuple[int, int] | None = None,
 ) -> list[str]:
     """The image IDs to predict, every channel file (and cell mask) checked before a model runs.
+
+    Parameters
+    ----------
+    data_dir : path
+    ids : sequence of str, optional
+        Only these images (default: all in ``data_dir``, sorted).
+    masks_dir : path, optional
+        Check that each image has its ``{ID}_cellmask.png`` here.
+    shard : (int, int), optional
+        ``(I, N)``: only the images of task I of N (:func:`hpaseg.runtime.dist.select_shard`;
+        the IDs sorted, then every N-th from I), e.g. for the array tasks of one predict job.
 
     Raises
     ------
@@ -135,6 +154,13 @@ def check_images(
     ids = list(ids) if ids else io.list_image_ids(data_dir)
     if not ids:
         raise InputError(f"data {data_dir}: no images ({{ID}}_green.png files) found", param="data")
+    if shard is not None:
+        n_all, ids = len(ids), select_shard(ids, *shard)
+        if not ids:
+            raise InputError(
+                f"shard {shard[0]}/{shard[1]}: none of the {n_all} images of {data_dir} falls in this shard; use at most {n_all} shards",
+                param="shard",
+            )
     for image_id in ids:
         for channel in CHANNEL_NAMES:
             io.find_channel_file(data_dir, image_id, channel)
@@ -230,10 +256,12 @@ def write_predictions(
     out_csv: str | os.PathLike,
     *,
     save_masks: str | os.PathLike | None = None,
+    cells_name: str = CELLS_FILE,
 ) -> list[SubmissionRow]:
     """Write the submission of ``predictions`` and, with ``save_masks``, each image's cell mask
-    (``{ID}_cellmask.png``) and ``cells.csv`` (``ID,cell,label,confidence``). Every file is
-    written after all predictions are made (so an error leaves nothing half-written).
+    (``{ID}_cellmask.png``) and the table ``cells_name`` (``ID,cell,label,confidence``). Every
+    file is written after all predictions are made (so an error leaves nothing half-written),
+    the submission last: its presence marks a finished run.
 
     Returns
     -------
@@ -244,10 +272,10 @@ def write_predictions(
         rows.append(submission_row(image_id, label_image, scores))
         if save_masks is not None:
             saved.append((image_id, label_image, scores))
-    write_submission(out_csv, rows)
     if save_masks is not None:
         out = Path(save_masks)
         for image_id, label_image, _ in saved:
             io.write_mask_png(out / f"{image_id}_cellmask.png", label_image)
-        write_cell_labels(out / "cells.csv", ((image_id, scores) for image_id, _, scores in saved))
+        write_cell_labels(out / cells_name, ((image_id, scores) for image_id, _, scores in saved))
+    write_submission(out_csv, rows)
     return rows

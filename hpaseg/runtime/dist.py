@@ -1,5 +1,6 @@
 """Distributed set-up in one place: reads torchrun or SLURM variables, starts
-``torch.distributed`` and says who is who.
+``torch.distributed`` and says who is who; and which images a task of a job array
+does (:func:`select_shard`, the rule of every ``--shard I/N``).
 
 Launchers and what they set
 ---------------------------
@@ -19,7 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -27,7 +28,7 @@ import torch.distributed as torch_dist
 
 from ..errors import InputError
 
-__all__ = ["DistInfo", "read_env", "init", "cleanup", "is_main", "barrier", "all_reduce_mean"]
+__all__ = ["DistInfo", "read_env", "init", "cleanup", "is_main", "barrier", "all_reduce_mean", "select_shard"]
 
 log = logging.getLogger(__name__)
 
@@ -167,3 +168,16 @@ def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
         torch_dist.all_reduce(value)
         value /= torch_dist.get_world_size()
     return value
+
+
+def select_shard(ids: Sequence[str], index: int, count: int) -> list[str]:
+    """Every ``count``-th ID of the sorted list, starting at ``index``: the images of task
+    ``index`` of ``count`` (``--shard I/N`` of every per-image stage). The shards of one
+    list are disjoint and together hold every ID once, whatever the order given.
+
+    >>> select_shard(["c", "a", "b", "d", "e"], 1, 2)
+    ['b', 'd']
+    """
+    if not 0 <= index < count:
+        raise InputError(f"shard: expected 0 <= I < N, got {index}/{count}", param="shard")
+    return sorted(ids)[index::count]

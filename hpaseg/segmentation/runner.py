@@ -19,22 +19,12 @@ from tqdm import tqdm
 from .. import io
 from ..classes import CHANNEL_NAMES, Channel
 from ..errors import InputError
+from ..runtime.dist import select_shard
 from .base import Segmenter
 
 __all__ = ["SegmentSummary", "select_shard", "segment_ids", "segment_images"]
 
 log = logging.getLogger(__name__)
-
-
-def select_shard(ids: Sequence[str], index: int, count: int) -> list[str]:
-    """Every ``count``-th ID of the sorted list, starting at ``index``.
-
-    >>> select_shard(["c", "a", "b", "d", "e"], 1, 2)
-    ['b', 'd']
-    """
-    if not 0 <= index < count:
-        raise InputError(f"shard: expected 0 <= I < N, got {index}/{count}", param="shard")
-    return sorted(ids)[index::count]
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ strict validation.
 Modules: :mod:`~hpaseg.submission.rle` (mask encoding and decoding),
 :mod:`~hpaseg.submission.format` (rows, reading and writing),
 :mod:`~hpaseg.submission.table` (per-cell label tables, building rows),
-:mod:`~hpaseg.submission.validate` (the strict validator).
+:mod:`~hpaseg.submission.validate` (the strict validator),
+:mod:`~hpaseg.submission.merge` (partial submissions of a job array joined and validated).
 """
 
 from .format import (
@@ -16,6 +17,7 @@ from .format import (
     read_submission,
     write_submission,
 )
+from .merge import merge_rows, merge_submissions
 from .rle import (
     decode_counts,
     decode_mask,
@@ -62,4 +64,6 @@ __all__ = [
     "write_cell_labels",
     "ValidationReport",
     "validate_submission",
+    "merge_rows",
+    "merge_submissions",
 ]

@@ -16,6 +16,8 @@ from hpaseg.classification.models import BACKBONES, build_classifier, normalizat
 from hpaseg.errors import InputError
 from hpaseg.runtime.stems import rgb_to_rgby_weight
 
+from ..weights import assert_rgb_weights_round_trip
+
 IMAGE_PX, CROP_PX = 64, 32
 
 
@@ -88,3 +90,42 @@ def test_backbone_names_and_bad_checkpoints(tmp_path):
     with pytest.raises(InputError, match="no such file"):
         build_classifier("resnet50", pretrained=tmp_path / "missing.pth")
     assert normalization("resnet50", 4)[1] == (0.229, 0.224, 0.225, 0.2265)
+
+
+def _heads(model) -> tuple[str, ...]:
+    classifier = model.pretrained_cfg["classifier"]
+    return tuple(f"{c}." for c in ([classifier] if isinstance(classifier, str) else classifier))
+
+
+@pytest.mark.parametrize(
+    "backbone",
+    [pytest.param(b, marks=pytest.mark.slow) if b == "nfnet_f1" else b for b in sorted(BACKBONES)],  # 0.5 GB file
+)
+def test_every_backbone_loads_a_local_rgb_checkpoint_with_its_stem_adapted(backbone, tmp_path):
+    """A random RGB timm model saved as a plain state dict stands in for ImageNet weights:
+    every backbone takes it offline, and its weights arrive exactly."""
+    torch.manual_seed(0)
+    rgb = timm.create_model(BACKBONES[backbone], pretrained=False)  # with its 1000-class head
+    path = tmp_path / f"{backbone}.pth"
+    torch.save(rgb.state_dict(), path)
+    model = build_classifier(backbone, in_chans=4, pretrained=path)
+    stem_key = f"{rgb.pretrained_cfg['first_conv']}.weight"
+    assert_rgb_weights_round_trip(rgb.state_dict(), model.backbone.state_dict(), stem_key, _heads(rgb))
+
+
+@pytest.mark.parametrize("wrap", ["plain", "state_dict", "model", "module-prefix"])
+def test_checkpoint_wrappers_are_read(wrap, tmp_path):
+    """What training scripts save: a bare state dict, one under "state_dict" or "model",
+    or keys prefixed by DataParallel's "module."."""
+    torch.manual_seed(1)
+    rgb = timm.create_model("efficientnet_b0", pretrained=False)
+    state = rgb.state_dict()
+    saved = {
+        "plain": state,
+        "state_dict": {"state_dict": state, "epoch": 3},
+        "model": {"model": state, "optimizer": {}},
+        "module-prefix": {f"module.{k}": v for k, v in state.items()},
+    }[wrap]
+    torch.save(saved, tmp_path / "ckpt.pth")
+    model = build_classifier("efficientnet_b0", in_chans=4, pretrained=tmp_path / "ckpt.pth")
+    assert_rgb_weights_round_trip(state, model.backbone.state_dict(), "conv_stem.weight", ("classifier.",))

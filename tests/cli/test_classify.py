@@ -357,3 +357,63 @@ def test_predict_classifier_route_bad_inputs(cell_run, image_run, tiny_dataset, 
     assert predict_cli.main(common) == 2
     assert "required: --weights (Mask R-CNN route), or --classifier RUN --masks MASKS" in capsys.readouterr().err
     assert not out.exists()
+
+
+class _Built(Exception):
+    """Raised by a spy once the model is built: the test needs the loaded weights, not training."""
+
+
+def test_classify_pretrained_file_reaches_the_model(tiny_dataset, tmp_path, monkeypatch):
+    """``hpaseg classify --pretrained PATH`` builds the network from a local RGB timm
+    checkpoint: every weight arrives exactly, the stem adapted to RGBY (yellow = mean of
+    red and green)."""
+    import timm
+
+    from hpaseg.classification import models, trainer
+
+    from ..weights import assert_rgb_weights_round_trip
+
+    torch.manual_seed(0)
+    rgb = timm.create_model("efficientnet_b0", pretrained=False)
+    path = tmp_path / "efficientnet_b0_rgb.pth"
+    torch.save({"state_dict": rgb.state_dict()}, path)
+    built = {}
+
+    def spy(*args, **kwargs):
+        built["pretrained"] = kwargs.get("pretrained")
+        built["model"] = models.build_classifier(*args, **kwargs)
+        raise _Built
+
+    monkeypatch.setattr(trainer, "build_classifier", spy)
+    with pytest.raises(_Built):
+        classify_cli.main(_cell_argv(tiny_dataset, tmp_path / "run", "--pretrained", str(path)))
+    assert built["pretrained"] == str(path)
+    loaded = built["model"].backbone.state_dict()
+    assert_rgb_weights_round_trip(rgb.state_dict(), loaded, "conv_stem.weight", ("classifier.",))
+
+
+def test_classify_cache_only_shards_fill_the_runs_cache(tiny_dataset, tmp_path, capsys):
+    """``--cache-only --shard I/N``: the tasks of an array cache disjoint images; together the
+    very files a run reads (a run then decodes nothing), and a task run again skips its images."""
+    from hpaseg.classification.data import crop_cache_dir, crop_cache_paths
+    from hpaseg.labels import load_coco_split
+
+    dataset = tmp_path / "dataset"
+    shutil.copytree(tiny_dataset["dataset"], dataset, ignore=shutil.ignore_patterns("cache_*"))
+    tiny = {**tiny_dataset, "dataset": dataset}
+    lines = []
+    for task in range(2):
+        argv = _cell_argv(tiny, tmp_path / "unused", "--cache-only", "--shard", f"{task}/2")
+        assert classify_cli.main(argv) == 0
+        lines.append(capsys.readouterr().out.strip())
+    cache = crop_cache_dir(dataset, tiny["masks"], CROP_PX)
+    ids = sorted({r.image_id for s in ("train", "val") for r in load_coco_split(dataset / f"{s}.json") if r.cells})
+    for image_id in ids:
+        assert all(p.is_file() for p in crop_cache_paths(cache, image_id)), image_id
+    done = [int(line.split()[3]) for line in lines]  # "cached crops of N images ..."
+    assert sum(done) == len(ids) and all(done), lines
+    assert not (tmp_path / "unused").exists()
+    assert classify_cli.main(_cell_argv(tiny, tmp_path / "unused", "--cache-only", "--shard", "0/2")) == 0
+    assert "cached crops of 0 images" in capsys.readouterr().out
+    assert classify_cli.main(_cell_argv(tiny, tmp_path / "run", "--shard", "0/2")) == 2
+    assert "--shard belongs to --cache-only" in capsys.readouterr().err

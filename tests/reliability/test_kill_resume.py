@@ -176,7 +176,7 @@ def predicted(trained_run, tiny_dataset, tmp_path_factory) -> Path:
             before("hpaseg.detection.predictor:MaskRCNNPredictor.__call__", 2), id="predicting-the-second-image"
         ),
         pytest.param(rename_of("sub.csv"), id="submission-complete-but-not-renamed"),
-        pytest.param(renamed("*_cellmask.png", 1), id="submission-and-first-mask-written"),
+        pytest.param(renamed("*_cellmask.png", 1), id="first-mask-written-submission-not-yet"),
     ],
 )
 def test_predict_killed_then_rerun_equals_an_uninterrupted_run(trained_run, tiny_dataset, predicted, tmp_path, at):

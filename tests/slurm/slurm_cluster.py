@@ -65,6 +65,8 @@ __all__ = [
     "TERMINAL_STATES",
     "JobFailed",
     "SlurmCluster",
+    "assert_completed",
+    "log_of",
     "missing_slurm",
     "parse_scontrol_record",
     "start_cluster",
@@ -340,6 +342,21 @@ class SlurmCluster:
         self._log_handles.clear()
         if remove_socket_dir and self.munge_socket.parent != self.root / "munge":  # short folder outside ROOT
             shutil.rmtree(self.munge_socket.parent, ignore_errors=True)
+
+
+def log_of(record: dict[str, str]) -> Path:
+    """The ``StdOut`` file of a job record."""
+    return Path(record["StdOut"])
+
+
+def assert_completed(cluster: SlurmCluster, records: list[dict[str, str]]) -> None:
+    """Every record COMPLETED with exit code 0; else an assertion with its log and the daemons'."""
+    for r in records:
+        log = log_of(r)
+        text = log.read_text(errors="replace") if log.exists() else "<no log>"
+        assert r["JobState"] == "COMPLETED" and r["ExitCode"] == "0:0", (
+            f"job {r['JobId']}: {r['JobState']} exit {r['ExitCode']}\n--- {log}\n{text}\n{cluster.logs()}"
+        )
 
 
 def _fmt_records(records: list[dict[str, str]]) -> str:

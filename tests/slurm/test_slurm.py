@@ -25,7 +25,7 @@ from hpaseg.cli import segment as segment_cli
 from hpaseg.cli import synth as synth_cli
 from hpaseg.cli import validate as validate_cli
 
-from .slurm_cluster import TERMINAL_STATES, SlurmCluster, missing_slurm, start_cluster
+from .slurm_cluster import TERMINAL_STATES, SlurmCluster, assert_completed, log_of
 
 REPO = Path(__file__).resolve().parents[2]
 SLURM_DIR = REPO / "slurm"
@@ -73,32 +73,20 @@ def test_script_passes_shellcheck(script):
 
 
 def test_all_scripts_present():
-    assert {p.name for p in SCRIPTS} >= {"segment-array.sbatch", "run-model.sbatch", "predict.sbatch"}
+    assert {p.name for p in SCRIPTS} >= {
+        "segment-array.sbatch",
+        "cache-array.sbatch",
+        "propagate.sbatch",
+        "classify.sbatch",
+        "run-model.sbatch",
+        "predict.sbatch",
+        "predict-array.sbatch",
+        "merge.sbatch",
+    }
 
 
 # --------------------------------------------------------------------------- the cluster
-@pytest.fixture(scope="module")
-def slurm(tmp_path_factory) -> SlurmCluster:
-    """A private one-node SLURM cluster for this module; stopped (by PID) afterwards."""
-    reason = missing_slurm()
-    if reason:
-        pytest.skip(reason)
-    cluster = start_cluster(tmp_path_factory.mktemp("slurm"))
-    yield cluster
-    cluster.stop()
-
-
-def _log_of(record: dict[str, str]) -> Path:
-    return Path(record["StdOut"])
-
-
-def _assert_completed(cluster: SlurmCluster, records: list[dict[str, str]]) -> None:
-    for r in records:
-        log = _log_of(r)
-        text = log.read_text(errors="replace") if log.exists() else "<no log>"
-        assert r["JobState"] == "COMPLETED" and r["ExitCode"] == "0:0", (
-            f"job {r['JobId']}: {r['JobState']} exit {r['ExitCode']}\n--- {log}\n{text}\n{cluster.logs()}"
-        )
+# The ``slurm`` fixture (one private cluster per module) is in conftest.py.
 
 
 @pytest.mark.slurm
@@ -107,7 +95,7 @@ def test_cluster_runs_a_two_task_step(slurm, tmp_path):
     script = tmp_path / "hello.sbatch"
     script.write_text("#!/bin/bash\nsrun bash -c 'echo \"task $SLURM_PROCID of $SLURM_NTASKS on $(hostname -s)\"'\n")
     job = slurm.sbatch(script, options=["--ntasks=2", f"--output={tmp_path}/hello.out"])
-    _assert_completed(slurm, slurm.wait(job, timeout=60, expect=None))
+    assert_completed(slurm, slurm.wait(job, timeout=60, expect=None))
     lines = sorted((tmp_path / "hello.out").read_text().splitlines())
     assert lines == [f"task {i} of 2 on {slurm.hostname}" for i in range(2)]
 
@@ -149,13 +137,13 @@ def test_segment_array_two_tasks(slurm, disc_images, tmp_path):
         export={"DATA": str(data), "MASKS": str(masks), "PYTHON": PYTHON},
     )
     records = slurm.wait(job, timeout=SEGMENT_TIMEOUT_S, expect=None)
-    _assert_completed(slurm, records)
+    assert_completed(slurm, records)
 
     assert sorted(int(r["ArrayTaskId"]) for r in records) == [0, 1]
     for r in records:
         task = int(r["ArrayTaskId"])
         log = tmp_path / f"seg-{job}_{task}.out"
-        assert _log_of(r) == log and log.exists()
+        assert log_of(r) == log and log.exists()
         assert f"--shard {task}/2" in log.read_text()
     for image_id in ids:
         cell_path, nuclei_path = io.mask_paths(masks, image_id)
@@ -176,7 +164,7 @@ def test_segment_array_requires_data(slurm, tmp_path):
     )
     (record,) = slurm.wait(job, timeout=SEGMENT_TIMEOUT_S, expect=None)
     assert record["JobState"] == "FAILED"
-    assert "set DATA" in _log_of(record).read_text()
+    assert "set DATA" in log_of(record).read_text()
 
 
 # --------------------------------------------------------------------------- train / predict
@@ -222,7 +210,7 @@ def _train(cluster: SlurmCluster, root: Path, run: Path, tasks: int) -> tuple[li
         },
     )
     records = cluster.wait(job, timeout=TRAIN_TIMEOUT_S, expect=None)
-    _assert_completed(cluster, records)
+    assert_completed(cluster, records)
     return records, Path(f"{run}.log").read_text(errors="replace")
 
 
@@ -293,7 +281,7 @@ def test_run_model_requeued_resumes(slurm, coco_dataset):
     )
     slurm.run(["scontrol", "requeue", str(job)])
     _poll(lambda: all(int(r.get("Restarts", 0)) >= 1 for r in slurm.jobs(job)), f"job {job} requeued", slurm, 60)
-    _assert_completed(slurm, slurm.wait(job, timeout=TRAIN_TIMEOUT_S, expect=None))
+    assert_completed(slurm, slurm.wait(job, timeout=TRAIN_TIMEOUT_S, expect=None))
     log = Path(f"{run}.log").read_text(errors="replace")
     assert "(restart 0)" in log and "(restart 1)" in log, f"one log with both runs expected:\n{log}"
     assert re.search(r"resum\w* from .* iteration [1-9]", log), f"the requeued run did not resume:\n{log}"
@@ -333,6 +321,6 @@ def test_predict_writes_valid_submission(slurm, trained_run, coco_dataset):
             "PYTHON": PYTHON,
         },
     )
-    _assert_completed(slurm, slurm.wait(job, timeout=TRAIN_TIMEOUT_S, expect=None))
+    assert_completed(slurm, slurm.wait(job, timeout=TRAIN_TIMEOUT_S, expect=None))
     assert out_csv.is_file()
     assert validate_cli.main([str(out_csv), "--data", str(test_images)]) == 0
