@@ -23,9 +23,10 @@ Reruns reuse each seed's data and finished runs. ``--smoke`` shrinks everything 
 CI-sized check (8 train and 3 test images of 128 px, 2 Mask R-CNN iterations at 64 px).
 
 Time budget on 2 CPU cores, defaults: about 5 minutes a seed for data, segmentation and
-the three cell classifiers, and about 20 minutes for Mask R-CNN's 600 iterations on the
-one seed that trains it (``--maskrcnn-iters 0`` skips it). Measured figures:
-benchmarks/RESULTS.md.
+the three cell classifiers, and at most 10 minutes for Mask R-CNN's training (the CPU
+preset, :data:`hpaseg.pipeline.routes.MASKRCNN_CPU_ITERS` iterations, the label head's
+fit on the training cells included) on each seed that trains it (``--maskrcnn-iters 0``
+skips it). Measured figures: benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from ..evaluation.spread import ABOVE, NOISE, ONE_REPEAT
 from ..io import check_output_path
 from ..labels import LabelRule, propagate_dataset
 from ..pipeline.routes import (
+    MASKRCNN_CPU_ITERS,
     WEAK,
     RoutesConfig,
     cell_probabilities,
@@ -102,7 +104,10 @@ def build_parser() -> ArgumentParser:
         "--supervisions", nargs="+", default=["propagated", "mil", "refined"], help="cell-classifier runs to train"
     )
     parser.add_argument(
-        "--maskrcnn-iters", type=int, default=600, help="Mask R-CNN iterations, 0 = no Mask R-CNN (default 600)"
+        "--maskrcnn-iters",
+        type=int,
+        default=MASKRCNN_CPU_ITERS,
+        help=f"Mask R-CNN iterations, 0 = no Mask R-CNN (default {MASKRCNN_CPU_ITERS}: the CPU preset, within 10 minutes)",
     )
     parser.add_argument(
         "--maskrcnn-seeds",

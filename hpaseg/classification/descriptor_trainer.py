@@ -49,7 +49,9 @@ with the weights of an uninterrupted run, and ``metrics.jsonl`` drops what the k
 run logged after its last round); ``metrics.jsonl``; ``model_final.pth``;
 ``refined_labels.csv`` (``ID,cell,Label``: every train and val cell re-labelled from the
 final model within its image's labels, :func:`hpaseg.weak.refine_targets`; ``hpaseg
-relabel`` writes them into a dataset for Mask R-CNN); ``eval.json`` (written last): the
+relabel`` writes them into a dataset for Mask R-CNN); ``cell_probabilities.csv``
+(``ID,cell,p0..p18``: the final model's probabilities of the same cells, the soft
+targets of ``hpaseg train --teacher RUN``); ``eval.json`` (written last): the
 keys of :func:`hpaseg.classification.train_classifier` (pass 0's per-cell scores against
 the validation cells' dataset labels: on weak labels, a lower bound of what per-cell
 truth would show) and ``image_macro_ap``: each validation image's probabilities
@@ -96,6 +98,7 @@ from .models import DESCRIPTORS, DescriptorImageNet, DescriptorNet
 
 __all__ = [
     "REFINED_LABELS",
+    "CELL_PROBABILITIES",
     "VALIDATED_MODEL",
     "refined_labels",
     "rounds_of",
@@ -115,6 +118,9 @@ log = logging.getLogger(__name__)
 
 #: The run's cleaned cell labels (``RUN/refined_labels.csv``).
 REFINED_LABELS = "refined_labels.csv"
+#: The final model's probabilities of every training cell (train + val), ``ID,cell,p0..p18``:
+#: a teacher's soft targets for Mask R-CNN's label head (``hpaseg train --teacher RUN``).
+CELL_PROBABILITIES = io.CELL_PROBABILITIES_CSV
 
 #: ``thresholds_of`` in ``eval.json``: the model the validation thresholds were tuned for.
 VALIDATED_MODEL = "validated model (pass 0, trained on train)"
@@ -520,6 +526,13 @@ def train_descriptor_classifier(cfg: ClassifyConfig, *, resume: bool = False, pr
     point.validation = scores
     model = point.model
     io.write_cell_labels_csv(out / REFINED_LABELS, refined_labels(model, everything, cfg.keep_fraction))
+    io.write_cell_probabilities_csv(
+        out / CELL_PROBABILITIES,
+        {
+            b.image_id: {int(c): row for c, row in zip(b.cells, p)}
+            for b, p in zip(everything, bag_probabilities(model, everything))
+        },
+    )
     final_thresholds = None if cfg.refit else scores["thresholds"]
     Checkpointer(out).save(FINAL, _state(cfg, point, final_thresholds, finished=True), last=False)
     metrics.log(

@@ -4,11 +4,16 @@
 
 Runs on the CPU (smoke runs), one GPU, or many GPUs and nodes: start one process per
 GPU with ``torchrun`` or ``srun`` (``slurm/run-model.sbatch``).
+
+``--cache-only [--shard I/N]`` only decodes the training images into the cache at
+``--image-size`` that training reads (:func:`hpaseg.labels.cache_dataset`), for one task
+of a job array (``slurm/cache-array.sbatch``); the training job then decodes nothing.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,9 +21,10 @@ from ..detection import BACKBONES, REFERENCE_BATCH, TrainConfig, train_torchvisi
 from ..detection.detectron2 import Detectron2TrainConfig, train_detectron2
 from ..errors import InputError
 from ..io import check_output_path
+from ..labels import cache_dataset
 from ..runtime.config import apply_opts
 from ..runtime.hardware import default_device, default_workers
-from .base import ArgumentParser, add_quiet, cli_entry, configure_output
+from .base import ArgumentParser, add_quiet, add_shard, cli_entry, configure_output, parse_shard
 
 __all__ = ["ENGINES", "build_parser", "main"]
 
@@ -49,11 +55,32 @@ def build_parser() -> ArgumentParser:
         default=None,
         help="torchvision engine: 'imagenet' (download) or a torchvision RGB classification checkpoint to adapt to RGBY",
     )
+    g.add_argument(
+        "--teacher",
+        default=None,
+        help="a cell classifier run of 'hpaseg classify --level cell' (its cell_probabilities.csv) or such a CSV: "
+        "the label head learns its per-cell probabilities beside the dataset's labels (distillation)",
+    )
+    g.add_argument(
+        "--distill-weight",
+        type=float,
+        default=None,
+        help=f"weight d of the teacher's probabilities in the label targets, (1 - d) hard + d soft "
+        f"(default {d.distill_weight})",
+    )
     g = parser.add_argument_group("data and output")
     g.add_argument("--dataset", required=True, help="folder with train.json/val.json from hpaseg propagate")
     g.add_argument("--data", required=True, help="folder of the training images")
-    g.add_argument("--out", required=True, help="run folder (checkpoints, logs, config.yaml)")
+    g.add_argument("--out", help="run folder (checkpoints, logs, config.yaml); not used by --cache-only")
     g.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    g = parser.add_argument_group("job arrays")
+    g.add_argument(
+        "--cache-only",
+        action="store_true",
+        help="only decode the images and cache them at --image-size under --dataset (what training reads), skipping "
+        "images cached before; with --shard, for one task of a job array (slurm/cache-array.sbatch)",
+    )
+    add_shard(g)
     g = parser.add_argument_group("schedule")
     g.add_argument(
         "--image-size", type=int, default=d.image_size, help=f"working size, longer side in px (default {d.image_size})"
@@ -119,9 +146,31 @@ def _train_detectron2(args) -> int:
         workers=args.workers,
         amp=not args.no_amp,
         seed=args.seed,
+        teacher=args.teacher,
+        distill_weight=args.distill_weight,
     )
     final = train_detectron2(settings, resume=args.resume, progress=not args.quiet)
     print(f"wrote {final}")
+    return 0
+
+
+def _cache_only(args) -> int:
+    """``--cache-only [--shard I/N]``: fill the image cache at ``--image-size`` and stop."""
+    shard = parse_shard(args.shard) if args.shard is not None else None
+    start = time.perf_counter()
+    cache_dir, n_images, before = cache_dataset(
+        args.dataset,
+        args.data,
+        args.image_size,
+        shard=shard,
+        workers=default_workers() if args.workers is None else max(1, args.workers),
+        progress=not args.quiet,
+    )
+    done = n_images - before
+    print(
+        f"cached images of {done} images ({before} of {n_images} cached before), "
+        f"{(time.perf_counter() - start) / done if done else 0.0:.2f} s/image -> {cache_dir}"
+    )
     return 0
 
 
@@ -133,6 +182,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in ("dataset", "data"):
         if not Path(getattr(args, name)).is_dir():
             raise InputError(f"--{name} {getattr(args, name)}: no such folder")
+    if args.shard is not None and not args.cache_only:
+        raise InputError(
+            "--shard belongs to --cache-only: training is one job, its images can be cached by the tasks of an array first"
+        )
+    if args.cache_only:
+        return _cache_only(args)
+    if args.out is None:
+        raise InputError("the following arguments are required: --out (see 'hpaseg train --help')")
     check_output_path(args.out, option="--out", folder=True)
     if args.engine not in ENGINES:
         raise InputError(f"--engine {args.engine!r}: expected torchvision or detectron2")
@@ -157,6 +214,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         amp=not args.no_amp,
         seed=args.seed,
         warmup_iters=min(TrainConfig.warmup_iters, max(1, args.max_iter // 5)),
+        teacher=args.teacher,
+        distill_weight=TrainConfig.distill_weight if args.distill_weight is None else args.distill_weight,
     )
     train_torchvision(apply_opts(cfg, args.opts), resume=args.resume, progress=not args.quiet)
     return 0

@@ -1,24 +1,75 @@
 """Mask R-CNN training data: the cached images of :mod:`hpaseg.labels.cache` with their
-targets, one instance per cell with its multi-hot labels, and random flips and quarter turns."""
+targets, one instance per cell with its multi-hot labels (and a teacher's probabilities
+when one is given), and random flips and quarter turns."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from torchvision.ops import masks_to_boxes
 
+from .. import io
 from ..classes import NUM_CLASSES
 from ..errors import InputError
 from ..labels import ImageRecord, cache_paths
 from ..transforms import to_tensor
+from .heads import distill_targets, pixel_crops
 
-__all__ = ["target_from_cells", "CellDataset", "collate"]
+log = logging.getLogger(__name__)
+
+__all__ = ["Teacher", "teacher_file", "load_teacher", "target_from_cells", "CellDataset", "collate", "cell_crops"]
 
 
-def target_from_cells(cells: np.ndarray, cell_labels: dict[int, tuple[int, ...]]) -> dict[str, torch.Tensor]:
+#: A teacher's per-cell probabilities: ``{ID: {cell: (19,) probabilities}}``.
+Teacher = Mapping[str, Mapping[int, np.ndarray]]
+
+
+def teacher_file(teacher: str | Path) -> Path:
+    """The probability CSV of ``teacher``: a cell classifier run's ``cell_probabilities.csv``
+    or the CSV itself; an InputError naming ``teacher`` when there is none."""
+    path = Path(teacher)
+    if path.is_dir():
+        path = path / io.CELL_PROBABILITIES_CSV
+        if not path.is_file():
+            raise InputError(
+                f"teacher {teacher}: no {io.CELL_PROBABILITIES_CSV} in it; give a cell classifier run of "
+                "'hpaseg classify --level cell' (descriptors) trained with this version, or its CSV",
+                param="teacher",
+            )
+    elif not path.is_file():
+        raise InputError(f"teacher {teacher}: no such run folder or file", param="teacher")
+    return path
+
+
+def load_teacher(teacher: str | Path, records: list) -> Teacher:
+    """``{ID: {cell: probabilities}}`` of ``teacher`` (:func:`teacher_file`) for the cells of
+    ``records``; an InputError when it scores none of them (another dataset's run)."""
+    probs = io.read_cell_probabilities_csv(teacher_file(teacher))
+    wanted = {(r.image_id, c) for r in records for c in r.cells}
+    found = sum(1 for i, c in wanted if c in probs.get(i, {}))
+    if wanted and not found:
+        raise InputError(
+            f"teacher {teacher}: its probabilities cover none of the dataset's {len(wanted)} cells; "
+            "give the cell classifier run trained on this dataset",
+            param="teacher",
+        )
+    if found < len(wanted):
+        log.warning(
+            "teacher %s: %d of %d training cells have no probabilities (their hard labels alone)",
+            teacher,
+            len(wanted) - found,
+            len(wanted),
+        )
+    return probs
+
+
+def target_from_cells(
+    cells: np.ndarray, cell_labels: dict[int, tuple[int, ...]], cell_probs: Mapping[int, np.ndarray] | None = None
+) -> dict[str, torch.Tensor]:
     """Mask R-CNN targets: one instance per cell that survived resizing, with its labels as a multi-hot row.
 
     Parameters
@@ -28,12 +79,15 @@ def target_from_cells(cells: np.ndarray, cell_labels: dict[int, tuple[int, ...]]
     cell_labels : dict of int to tuple of int
         Cell id -> its class ids (:attr:`hpaseg.labels.ImageRecord.cells`); a cell with
         no class gets an all-zero row.
+    cell_probs : mapping of int to ndarray (19,), optional
+        A teacher's probabilities of the cells (cells it lacks get a NaN row).
 
     Returns
     -------
     dict
         ``boxes`` (N, 4) float32 xyxy (exclusive ends), ``labels`` (N,) int64, all 1
-        (class-agnostic "cell"), ``masks`` (N, H, W) uint8, ``multilabels`` (N, 19) float32.
+        (class-agnostic "cell"), ``masks`` (N, H, W) uint8, ``multilabels`` (N, 19) float32,
+        and with ``cell_probs`` ``label_probs`` (N, 19) float32.
 
     Examples
     --------
@@ -51,24 +105,40 @@ def target_from_cells(cells: np.ndarray, cell_labels: dict[int, tuple[int, ...]]
     for row, cell in enumerate(c for c, k in zip(present, keep) if k):
         multilabels[row, list(cell_labels[cell])] = 1.0
     boxes = masks_to_boxes(masks) + torch.tensor([0.0, 0.0, 1.0, 1.0]) if len(masks) else torch.zeros((0, 4))
-    return {
+    target = {
         "boxes": boxes.float(),
         "labels": torch.ones(len(masks), dtype=torch.int64),
         "masks": masks,
         "multilabels": multilabels,
     }
+    if cell_probs is not None:
+        kept = [c for c, k in zip(present, keep) if k]
+        probs = np.full((len(kept), NUM_CLASSES), np.nan, dtype=np.float32)
+        for row, cell in enumerate(kept):
+            if cell in cell_probs:
+                probs[row] = cell_probs[cell]
+        target["label_probs"] = torch.from_numpy(probs)
+    return target
 
 
 class CellDataset(torch.utils.data.Dataset):
     """Cached images with Mask R-CNN targets; random flips and 90-degree turns when ``augment``.
 
-    Items are ``(image, target)`` with image a float tensor (4, H, W) in [0, 1].
+    Items are ``(image, target)`` with image a float tensor (4, H, W) in [0, 1]; with a
+    ``teacher``, targets hold its probabilities (``label_probs``).
     """
 
     def __init__(
-        self, records: Sequence[ImageRecord], cache_dir: str | Path, *, augment: bool = False, seed: int = 0
+        self,
+        records: Sequence[ImageRecord],
+        cache_dir: str | Path,
+        *,
+        augment: bool = False,
+        seed: int = 0,
+        teacher: Teacher | None = None,
     ) -> None:
         self.records = list(records)
+        self.teacher = teacher
         self.cache_dir = Path(cache_dir)
         self.augment = augment
         self.seed = seed
@@ -95,7 +165,9 @@ class CellDataset(torch.utils.data.Dataset):
             if image.shape[0] == image.shape[1]:
                 k = int(rng.integers(4))
                 image, cells = np.rot90(image, k), np.rot90(cells, k)
-        target = target_from_cells(np.ascontiguousarray(cells), self.records[index].cells)
+        record = self.records[index]
+        probs = None if self.teacher is None else self.teacher.get(record.image_id, {})
+        target = target_from_cells(np.ascontiguousarray(cells), record.cells, probs)
         tensor = to_tensor(image)
         return tensor, target
 
@@ -103,3 +175,40 @@ class CellDataset(torch.utils.data.Dataset):
 def collate(batch: list) -> tuple[list, list]:
     """Keep images and targets as lists (images may differ in size)."""
     return [b[0] for b in batch], [b[1] for b in batch]
+
+
+def cell_crops(
+    dataset: CellDataset, mean: Sequence[float], std: Sequence[float], distill_weight: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every training cell's pixel crop and label-head target, for
+    :func:`hpaseg.detection.heads.fit_pixel_head`.
+
+    Parameters
+    ----------
+    dataset : CellDataset
+        Its cached working-size images (no augmentation applied) and targets.
+    mean, std : sequence of float
+        The model's per-channel normalisation (what its transform applies).
+    distill_weight : float
+        ``d`` of :func:`hpaseg.detection.heads.distill_targets`.
+
+    Returns
+    -------
+    (Tensor (N, 4, s, s), Tensor (N, 19))
+    """
+    m = torch.tensor(list(mean)).view(-1, 1, 1)
+    s = torch.tensor(list(std)).view(-1, 1, 1)
+    crops, targets = [], []
+    for index in range(len(dataset)):
+        image, cells = dataset.load(index)
+        record = dataset.records[index]
+        probs = None if dataset.teacher is None else dataset.teacher.get(record.image_id, {})
+        target = target_from_cells(np.ascontiguousarray(cells), record.cells, probs)
+        if not len(target["boxes"]):
+            continue
+        normalised = ((to_tensor(image) - m) / s)[None]
+        crops.append(pixel_crops(normalised, [target["boxes"]]))
+        targets.append(distill_targets(target["multilabels"], target.get("label_probs"), distill_weight))
+    if not crops:
+        return torch.zeros((0, 4, 1, 1)), torch.zeros((0, NUM_CLASSES))
+    return torch.cat(crops), torch.cat(targets)

@@ -41,7 +41,7 @@ from ..classes import NUM_CLASSES, REFERENCE_SIZE_PX
 from ..errors import InputError
 from ..runtime.checkpoint import read_checkpoint
 from ..runtime.stems import adapt_first_conv
-from .heads import MultiLabelRoIHeads
+from .heads import DEFAULT_DISTILL_WEIGHT, DEFAULT_LABEL_INPUTS, MultiLabelRoIHeads, hand_images_to_heads
 
 __all__ = [
     "BACKBONES",
@@ -132,6 +132,8 @@ def load_classification_weights(net: nn.Module, backbone: str, source: str | Pat
         for wrapper in ("state_dict", "model"):
             if isinstance(state, dict) and wrapper in state and isinstance(state[wrapper], dict):
                 state = state[wrapper]
+        if isinstance(state, dict) and state and all(str(k).startswith("module.") for k in state):
+            state = {k[len("module.") :]: v for k, v in state.items()}  # saved from DataParallel / DDP
     state = _fix_densenet_keys(dict(state))
     if stem_key not in state:
         raise InputError(
@@ -264,6 +266,8 @@ def build_maskrcnn(
     roi_batch_size: int = 512,
     label_loss_weight: float = 1.0,
     frozen_backbone: bool | None = None,
+    label_inputs: str = DEFAULT_LABEL_INPUTS,
+    distill_weight: float = DEFAULT_DISTILL_WEIGHT,
 ) -> MaskRCNN:
     """Build a four-channel Mask R-CNN: class-agnostic cells and a multi-label head.
 
@@ -288,6 +292,12 @@ def build_maskrcnn(
         FrozenBatchNorm2d in the backbone and, for the ResNets, the stem and ``layer1``
         frozen, as detectron2's configs (``FrozenBN``, ``FREEZE_AT: 2``); default: when
         ``pretrained`` is given (trainable BatchNorm suits training from scratch).
+    label_inputs : str
+        What the label head reads: ``"pixels+features"`` (default) or ``"features"``
+        (:data:`hpaseg.detection.heads.LABEL_INPUTS`).
+    distill_weight : float
+        Weight of a teacher's probabilities in the label head's targets, for cells that
+        have them (:func:`hpaseg.detection.heads.distill_targets`).
 
     Returns
     -------
@@ -320,5 +330,12 @@ def build_maskrcnn(
         rpn_post_nms_top_n_train=RPN_POST_NMS_TOP_N[0],
         rpn_post_nms_top_n_test=RPN_POST_NMS_TOP_N[1],
     )
-    model.roi_heads = MultiLabelRoIHeads(model.roi_heads, num_classes, label_loss_weight=label_loss_weight)
+    model.roi_heads = MultiLabelRoIHeads(
+        model.roi_heads,
+        num_classes,
+        label_loss_weight=label_loss_weight,
+        label_inputs=label_inputs,
+        distill_weight=distill_weight,
+    )
+    hand_images_to_heads(model)
     return model

@@ -101,7 +101,11 @@ def build_model_from_checkpoint(
 ) -> torch.nn.Module:
     """The torchvision Mask R-CNN of a checkpoint, weights loaded."""
     model = build_maskrcnn(
-        ckpt["backbone"], image_size=int(ckpt["image_size"]), pretrained=None, score_threshold=score_threshold
+        ckpt["backbone"],
+        image_size=int(ckpt["image_size"]),
+        pretrained=None,
+        score_threshold=score_threshold,
+        label_inputs=ckpt.get("label_inputs", "features"),  # checkpoints before the pixel head: features
     )
     try:
         model.load_state_dict(ckpt["model"])

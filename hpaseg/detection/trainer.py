@@ -39,11 +39,18 @@ from ..runtime.schedule import build_scheduler
 from ..runtime.seed import rng_state, seed_everything, set_rng_state
 from ..submission import Prediction, SubmissionRow, encode_label_image, submission_row
 from ..transforms import to_tensor
-from .data import CellDataset, collate
-from .models import BACKBONES, MODEL_KIND, build_maskrcnn
+from .data import CellDataset, cell_crops, collate, load_teacher, teacher_file
+from .heads import DEFAULT_DISTILL_WEIGHT, DEFAULT_LABEL_INPUTS, LABEL_EPOCHS, check_label_inputs, fit_pixel_head
+from .models import BACKBONES, MODEL_KIND, RGBY_MEAN, RGBY_STD, build_maskrcnn
 from .predictor import predict_tensors
 
-__all__ = ["REFERENCE_BATCH", "TrainConfig", "check_train_config", "evaluate_map", "train_torchvision"]
+__all__ = [
+    "REFERENCE_BATCH",
+    "TrainConfig",
+    "check_train_config",
+    "evaluate_map",
+    "train_torchvision",
+]
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +85,10 @@ class TrainConfig:
     max_eval_images: int = 50
     roi_batch_size: int = 512  # proposals per image the box head trains on
     label_loss_weight: float = 1.0  # factor of the multi-label head's loss
+    label_inputs: str = DEFAULT_LABEL_INPUTS  # what the label head reads: "pixels+features" or "features"
+    teacher: str | None = None  # a cell classifier run (its cell_probabilities.csv) or such a CSV
+    distill_weight: float = DEFAULT_DISTILL_WEIGHT  # weight of the teacher's probabilities in the label targets
+    label_epochs: int = LABEL_EPOCHS  # pixel head alone on the training cells' crops first, then frozen; 0 = joint
     log_period: int = 20
     pretrained: str | None = None  # None, "imagenet" or a torchvision checkpoint path
     device: str = "cuda"
@@ -95,6 +106,7 @@ _NON_NEGATIVE = (
     "workers",
     "weight_decay",
     "label_loss_weight",
+    "label_epochs",
 )
 
 
@@ -112,12 +124,17 @@ def check_train_config(cfg: TrainConfig, *, check_paths: bool = True) -> None:
         raise InputError(f"warmup_factor {cfg.warmup_factor}: expected a number in (0, 1]", param="warmup_factor")
     if not cfg.clip_grad_norm > 0:  # inf: no clipping
         raise InputError(f"clip_grad_norm {cfg.clip_grad_norm}: expected a number > 0", param="clip_grad_norm")
+    check_label_inputs(cfg.label_inputs)
+    if not 0.0 <= cfg.distill_weight <= 1.0:
+        raise InputError(f"distill_weight {cfg.distill_weight}: expected a number in [0, 1]", param="distill_weight")
     if cfg.schedule not in ("cosine", "step"):
         raise InputError(f"schedule {cfg.schedule!r}: expected 'cosine' or 'step'", param="schedule")
     if check_paths:
         for name in ("dataset", "data"):
             if not Path(getattr(cfg, name)).is_dir():
                 raise InputError(f"{name} {getattr(cfg, name)}: no such folder", param=name)
+        if cfg.teacher is not None:
+            teacher_file(cfg.teacher)
 
 
 def _epoch_order(dataset: CellDataset, cfg: TrainConfig, info: dist.DistInfo, epoch: int) -> list[int]:
@@ -202,6 +219,7 @@ def _state(model, optimizer, scheduler, scaler, iteration: int, epoch: int, step
         "kind": MODEL_KIND,
         "backbone": cfg.backbone,
         "image_size": cfg.image_size,
+        "label_inputs": cfg.label_inputs,
         "config": dataclasses.asdict(cfg),
         "hpaseg_version": __version__,
     }
@@ -222,7 +240,8 @@ def _datasets(cfg: TrainConfig, *, progress: bool) -> tuple[CellDataset, CellDat
         save_config(Path(cfg.out) / "config.yaml", cfg)
         build_cache(train_records + val_records, cfg.data, cache, cfg.image_size, progress=progress)
     dist.barrier()
-    return CellDataset(train_records, cache, augment=True, seed=cfg.seed), CellDataset(
+    teacher = None if cfg.teacher is None else load_teacher(cfg.teacher, train_records)
+    return CellDataset(train_records, cache, augment=True, seed=cfg.seed, teacher=teacher), CellDataset(
         [r for r in val_records if r.cells], cache
     )
 
@@ -243,10 +262,11 @@ def _resume(
             "retrain in another output folder",
             param="resume",
         )
-    if state.get("backbone") != cfg.backbone or state.get("image_size") != cfg.image_size:
+    theirs = (state.get("backbone"), state.get("image_size"), state.get("label_inputs", "features"))
+    if theirs != (cfg.backbone, cfg.image_size, cfg.label_inputs):
         raise InputError(
-            f"resume: {last} was trained with backbone {state.get('backbone')!r} at {state.get('image_size')} px, "
-            f"not {cfg.backbone!r} at {cfg.image_size} px; use another output folder",
+            f"resume: {last} was trained with backbone {theirs[0]!r} at {theirs[1]} px, label inputs {theirs[2]!r}, "
+            f"not {cfg.backbone!r} at {cfg.image_size} px, {cfg.label_inputs!r}; use another output folder",
             param="resume",
         )
     _unwrap(model).load_state_dict(state["model"])
@@ -280,6 +300,8 @@ def _setup(cfg: TrainConfig, info: dist.DistInfo, device: torch.device) -> _Trai
         pretrained=cfg.pretrained,
         roi_batch_size=cfg.roi_batch_size,
         label_loss_weight=cfg.label_loss_weight,
+        label_inputs=cfg.label_inputs,
+        distill_weight=cfg.distill_weight,
     ).to(device)
     if info.distributed:
         model = torch.nn.parallel.DistributedDataParallel(
@@ -324,6 +346,27 @@ def _step(
     return losses, float(grad_norm)
 
 
+def _pixel_head_first(cfg: TrainConfig, t: _Training, train_set: CellDataset, *, fit: bool) -> None:
+    """With ``cfg.label_epochs``: train the pixel head alone on every training cell's crop
+    (``fit``: a run at iteration 0; each process the same, from the same seed), then freeze
+    it for the detector's iterations (a resumed run finds it trained in its checkpoint)."""
+    heads = _unwrap(t.model).roi_heads
+    if not cfg.label_epochs or heads.pixel_head is None:
+        return
+    if fit:
+        crops, targets = cell_crops(train_set, RGBY_MEAN, RGBY_STD, cfg.distill_weight)
+        started = time.perf_counter()
+        losses = fit_pixel_head(
+            heads.pixel_head, crops.to(t.device), targets.to(t.device), epochs=cfg.label_epochs, seed=cfg.seed
+        )
+        log.info(
+            "label head: pixel head fitted on %d training cells, %d epochs, loss %.4f -> %.4f, %.1f s",
+            len(crops), cfg.label_epochs, losses[0] if losses else float("nan"),
+            losses[-1] if losses else float("nan"), time.perf_counter() - started,
+        )  # fmt: skip
+    heads.freeze_pixel_head()
+
+
 def train_torchvision(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> Path:
     """Train a torchvision Mask R-CNN; returns the path of ``model_final.pth``."""
     check_train_config(cfg)
@@ -336,6 +379,7 @@ def train_torchvision(cfg: TrainConfig, *, resume: bool = False, progress: bool 
     start_iter, start_epoch, start_step, rng = (
         _resume(checkpointer, cfg, t.model, t.optimizer, t.scheduler, t.scaler) if resume else (0, 0, 0, None)
     )
+    _pixel_head_first(cfg, t, train_set, fit=start_iter == 0)
     if rng is not None and not info.distributed:
         set_rng_state(rng)
     elif start_iter:  # the checkpoint holds rank 0's generators only: reseed each rank, deterministically

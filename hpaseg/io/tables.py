@@ -17,6 +17,7 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..classes import NUM_CLASSES
@@ -36,6 +37,10 @@ __all__ = [
     "write_labels_csv",
     "read_cell_labels_csv",
     "write_cell_labels_csv",
+    "PROBABILITY_COLUMNS",
+    "CELL_PROBABILITIES_CSV",
+    "read_cell_probabilities_csv",
+    "write_cell_probabilities_csv",
 ]
 
 #: Column of :func:`read_table`'s DataFrames holding each row's line number in the file
@@ -234,3 +239,49 @@ def write_cell_labels_csv(path: str | os.PathLike, labels: dict[str, dict[int, I
     """Write ``{ID: {cell: labels}}`` as an ``ID,cell,Label`` CSV (atomically)."""
     rows = [(i, c, format_labels(v)) for i, cells in labels.items() for c, v in sorted(cells.items())]
     write_table(path, pd.DataFrame(rows, columns=["ID", "cell", "Label"]))
+
+
+#: Columns of a per-cell probability CSV after ``ID`` and ``cell``: ``p0`` ... ``p18``.
+PROBABILITY_COLUMNS: tuple[str, ...] = tuple(f"p{k}" for k in range(NUM_CLASSES))
+#: File name of a cell classifier run's probabilities of its training cells (a teacher's).
+CELL_PROBABILITIES_CSV = "cell_probabilities.csv"
+
+
+def read_cell_probabilities_csv(path: str | os.PathLike) -> dict[str, dict[int, np.ndarray]]:
+    """Read a per-cell probability CSV (``ID,cell,p0,...,p18``), as the
+    ``cell_probabilities.csv`` of a cell classifier run (a teacher's probabilities).
+
+    Returns
+    -------
+    dict
+        ``{ID: {cell: (19,) float64 probabilities}}``.
+
+    Raises
+    ------
+    InputError
+        Missing columns, a bad cell number, a value that is not a number in [0, 1], or a
+        cell listed twice; the message names the file and line.
+    """
+    table = read_table(path, ("ID", "cell", *PROBABILITY_COLUMNS))
+    values = table[list(PROBABILITY_COLUMNS)].to_numpy(dtype=str)
+    out: dict[str, dict[int, np.ndarray]] = {}
+    for row, (image_id, cell, line) in enumerate(zip(table["ID"].str.strip(), table["cell"], table[LINE])):
+        where = f"{path}, line {line}"
+        if not INT_RE.fullmatch(cell.strip()) or int(cell) < 1:
+            raise InputError(f"{where}: cell {cell!r}; expected a cell number >= 1")
+        bad = [v for v in values[row] if not FLOAT_RE.fullmatch(v.strip()) or not 0.0 <= float(v) <= 1.0]
+        if bad:
+            raise InputError(f"{where}: probability {excerpt(str(bad[0]))}; expected numbers in [0, 1] in p0..p18")
+        cells = out.setdefault(image_id, {})
+        if int(cell) in cells:
+            raise InputError(f"{where}: cell {int(cell)} of image {image_id!r} listed twice")
+        cells[int(cell)] = values[row].astype(np.float64)
+    return out
+
+
+def write_cell_probabilities_csv(path: str | os.PathLike, probabilities: dict[str, dict[int, np.ndarray]]) -> None:
+    """Write ``{ID: {cell: (19,) probabilities}}`` as an ``ID,cell,p0,...,p18`` CSV (atomically)."""
+    rows = [
+        (i, c, *(f"{float(v):.6g}" for v in p)) for i, cells in probabilities.items() for c, p in sorted(cells.items())
+    ]
+    write_table(path, pd.DataFrame(rows, columns=["ID", "cell", *PROBABILITY_COLUMNS]))

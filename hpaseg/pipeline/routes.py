@@ -12,7 +12,8 @@ propagated from it. Routes:
 * ``cell (descriptors, S)``: the cell classifier trained with supervision ``S``
   (:mod:`hpaseg.weak`), scored on the segmented test cells;
 * ``Mask R-CNN``: trained on the refined run's cleaned cell labels
-  (:func:`hpaseg.labels.relabel_dataset`), its own cells and labels;
+  (:func:`hpaseg.labels.relabel_dataset`) and, as its label head's teacher, that run's
+  probabilities of the training cells (``cell_probabilities.csv``); its own cells and labels;
 * ``hybrid``: Mask R-CNN's cells labelled by the cell classifier, beside the weak-label
   baseline on those cells (:data:`WEAK_MASKRCNN`: the hybrid's lead over :data:`WEAK`
   can come from better cells rather than better labels).
@@ -91,7 +92,11 @@ WEAK_MASKRCNN = "weak-label baseline on Mask R-CNN's cells"
 #: validation split of the training images (DenseNet121, 300 iterations on propagated
 #: labels): validation mAP 0.24 at ``base_lr`` 0.16, 0.12 at 0.08; 128 RoIs per image
 #: rather than 512 make an iteration faster.
-MASKRCNN_CPU: dict = {"image_size": 256, "batch_size": 2, "base_lr": 0.16, "warmup_iters": 50, "roi_batch_size": 128}
+MASKRCNN_CPU: dict = {"image_size": 256, "batch_size": 2, "base_lr": 0.16, "warmup_iters": 50, "roi_batch_size": 64}
+#: Mask R-CNN iterations of the CPU routes: with 64 RoIs per image (half the mask head's
+#: work of 128) about 2.2 s an iteration on 2 cores, so that training, the label head's
+#: fit on the cells included, stays within 10 minutes.
+MASKRCNN_CPU_ITERS = 240
 
 
 @dataclass(frozen=True)
@@ -338,6 +343,7 @@ def _maskrcnn(cfg: RoutesConfig, labeller_run: Path, progress: bool) -> tuple[Pa
         workers=0,
         log_period=10,
         seed=cfg.seed,
+        teacher=str(labeller_run),
         **settings,
     )
     record = run / "route_seconds.json"  # the training's seconds, for reruns that reuse the run

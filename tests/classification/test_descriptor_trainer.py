@@ -21,7 +21,7 @@ from hpaseg.classification import (
     train_bags,
     train_classifier,
 )
-from hpaseg.classification.descriptor_trainer import VALIDATED_MODEL
+from hpaseg.classification.descriptor_trainer import VALIDATED_MODEL, split_bags
 from hpaseg.errors import InputError
 from hpaseg.weak import ScoreRule, fuse_scores, propagated_targets
 
@@ -212,6 +212,16 @@ def test_a_run_writes_its_files_and_scores(descriptor_run):
     for key in ("model", "image_model"):
         assert all(torch.equal(a, b) for a, b in zip(final[key].values(), refit[key].values()))
         assert not all(torch.equal(a, b) for a, b in zip(final[key].values(), validated[key].values()))
+    # the teacher's file: the final model's probabilities of every train and val cell
+    from hpaseg import io
+
+    probs = io.read_cell_probabilities_csv(f"{out}/{io.CELL_PROBABILITIES_CSV}")
+    labels = io.read_cell_labels_csv(f"{out}/refined_labels.csv")
+    assert {i: set(c) for i, c in probs.items()} == {i: set(c) for i, c in labels.items()}
+    loaded = load_classifier(out, level="cell")
+    some = split_bags(cfg, progress=False)[0][0]
+    [p] = bag_probabilities(loaded.model, [some])
+    assert np.allclose([probs[some.image_id][int(c)] for c in some.cells], p, atol=1e-5)
 
 
 def test_without_refit_the_final_model_is_the_validated_one(tiny_dataset, tmp_path):

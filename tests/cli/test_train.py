@@ -61,6 +61,9 @@ def test_resume_continues_from_last_checkpoint(trained_run, tiny_dataset, tmp_pa
         (["--opts", "bogus_key", "1"], "--opts bogus_key: unknown key"),
         (["--config", "x.yaml"], "--config is for --engine detectron2"),
         (["--max-iter", "0"], "--max-iter 0"),
+        (["--teacher", "no/such/run"], "--teacher no/such/run: no such run folder or file"),
+        (["--distill-weight", "1.5"], "--distill-weight 1.5: expected a number in [0, 1]"),
+        (["--opts", "label_inputs", "pixels"], "label_inputs 'pixels': expected one of features, pixels+features"),
     ],
 )
 def test_bad_options(tiny_dataset, tmp_path, capsys, extra, message):
@@ -144,3 +147,85 @@ def test_missing_folder(tmp_path, capsys):
         == 2
     )
     assert "--dataset" in capsys.readouterr().err
+
+
+def test_a_teacher_run_without_probabilities_or_of_another_dataset_is_refused(tiny_dataset, tmp_path, capsys):
+    from hpaseg import io
+
+    argv = ["--dataset", str(tiny_dataset["dataset"]), "--data", str(tiny_dataset["train"]), "--device", "cpu"]
+    run = tmp_path / "classifier_run"
+    run.mkdir()
+    assert train_cli.main([*argv, "--out", str(tmp_path / "a"), "--quiet", "--teacher", str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no cell_probabilities.csv in it" in err, err
+    io.write_cell_probabilities_csv(run / io.CELL_PROBABILITIES_CSV, {"another_image": {1: [0.5] * 19}})
+    out = tmp_path / "b"
+    assert train_cli.main([*argv, "--out", str(out), "--quiet", "--workers", "0", "--teacher", str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cover none of the dataset's" in err, err
+    assert not (out / "model_final.pth").exists()
+
+
+class _Built(Exception):
+    """Raised by a spy once the model is built: the test needs the loaded weights, not training."""
+
+
+def test_train_pretrained_file_reaches_the_model(tiny_dataset, tmp_path, monkeypatch):
+    """``hpaseg train --pretrained PATH`` builds Mask R-CNN on a local RGB torchvision
+    checkpoint: every backbone weight arrives exactly, the stem adapted to RGBY."""
+    import torchvision
+
+    from hpaseg.detection import models, trainer
+
+    from ..weights import assert_rgb_weights_round_trip
+
+    torch.manual_seed(0)
+    rgb = torchvision.models.densenet121(weights=None).state_dict()
+    path = tmp_path / "densenet121_rgb.pth"
+    torch.save(rgb, path)
+    built = {}
+
+    def spy(*args, **kwargs):
+        built["pretrained"] = kwargs.get("pretrained")
+        built["model"] = models.build_maskrcnn(*args, **kwargs)
+        raise _Built
+
+    monkeypatch.setattr(trainer, "build_maskrcnn", spy)
+    argv = [
+        "--dataset",
+        str(tiny_dataset["dataset"]),
+        "--data",
+        str(tiny_dataset["train"]),
+        "--out",
+        str(tmp_path / "r"),
+    ]
+    with pytest.raises(_Built):
+        train_cli.main([*argv, "--pretrained", str(path), "--device", "cpu", "--image-size", "64", "--workers", "0"])
+    assert built["pretrained"] == str(path)
+    body = built["model"].backbone.body.state_dict()  # DenseNet's features, as the FPN reads them
+    features = {k.removeprefix("features."): v for k, v in rgb.items() if k.startswith("features.")}
+    # The FPN takes dense blocks 1-4 and norm5; FrozenBatchNorm keeps no num_batches_tracked.
+    kept = {k: v for k, v in features.items() if k in body or not k.endswith("num_batches_tracked")}
+    assert_rgb_weights_round_trip(kept, body, "conv0.weight", ())
+
+
+def test_train_cache_only_shards(tiny_dataset, tmp_path, capsys):
+    """``--cache-only --shard I/N``: each task caches its images at --image-size; together, every
+    image training reads; no run folder is made."""
+    import shutil
+
+    from hpaseg.labels import cache_folder, cache_paths, load_coco_split
+
+    dataset = tmp_path / "dataset"
+    shutil.copytree(tiny_dataset["dataset"], dataset, ignore=shutil.ignore_patterns("cache_*"))
+    argv = ["--dataset", str(dataset), "--data", str(tiny_dataset["train"]), "--image-size", "64", "--quiet"]
+    for task in range(2):
+        assert train_cli.main([*argv, "--cache-only", "--shard", f"{task}/2"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("cached images of") == 2
+    records = [r for r in load_coco_split(dataset / "train.json") if r.cells] + load_coco_split(dataset / "val.json")
+    for rec in records:
+        assert all(p.is_file() for p in cache_paths(cache_folder(dataset, 64), rec.image_id)), rec.image_id
+    assert train_cli.main([*argv, "--shard", "0/2", "--out", str(tmp_path / "run")]) == 2
+    assert "--shard belongs to --cache-only" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -43,3 +43,30 @@ def test_dataset_items_follow_the_coco_cells(tiny_dataset):
     record = records[0]
     assert len(target["boxes"]) <= len(record.cells)  # one per cell, never one per (cell, label)
     assert target["multilabels"].sum() <= sum(len(v) for v in record.cells.values())
+
+
+def test_teacher_probabilities_follow_the_cells_and_nan_for_cells_without():
+    cells = np.zeros((20, 30), np.int32)
+    cells[2:8, 3:10] = 4
+    cells[10:18, 12:29] = 9
+    teacher = {4: np.linspace(0.0, 1.0, 19)}
+    target = target_from_cells(cells, {4: (0,), 9: (18,), 7: (2,)}, teacher)
+    assert target["label_probs"].shape == (2, 19)
+    assert np.allclose(target["label_probs"][0].numpy(), teacher[4]) and bool(target["label_probs"][1].isnan().all())
+    assert "label_probs" not in target_from_cells(cells, {4: (0,), 9: (18,)})
+
+
+def test_dataset_items_carry_the_teachers_probabilities(tiny_dataset):
+    from hpaseg.labels import build_cache, cache_folder
+
+    records = [r for r in load_coco_split(tiny_dataset["dataset"] / "train.json") if r.cells]
+    cache = cache_folder(tiny_dataset["dataset"], 64)
+    build_cache(records, tiny_dataset["train"], cache, 64, progress=False)
+    record = records[0]
+    teacher = {record.image_id: {c: np.full(19, 0.01 * c) for c in record.cells}}
+    _, target = CellDataset(records, cache, teacher=teacher)[0]
+    assert len(target["label_probs"]) == len(target["boxes"])
+    # each instance's row is its own cell's (the rows differ per cell), in the order of the instances
+    assert sorted(round(float(v), 4) for v in target["label_probs"][:, 0]) == sorted(
+        round(0.01 * c, 4) for c in record.cells if c in np.unique(CellDataset(records, cache).load(0)[1])
+    )

@@ -116,6 +116,27 @@ def test_mapper_reads_four_channels(tiny_dataset):
     assert inst.gt_multilabels.shape == (len(inst), 19)
     per_cell = sorted(tuple(row.nonzero().flatten().tolist()) for row in inst.gt_multilabels)
     assert set(per_cell) <= {tuple(sorted(v)) for v in record["cells"].values()}
+    assert not inst.has("gt_label_probs")  # no teacher
+
+
+def test_a_teachers_probabilities_reach_the_instances(tiny_dataset, tmp_path):
+    from detectron2.data import DatasetCatalog
+
+    from hpaseg import io
+
+    eng = _engine()
+    overrides = {"HPA.DATASET_DIR": str(tiny_dataset["dataset"]), "HPA.DATA_DIR": str(tiny_dataset["train"])}
+    cfg = eng.load_config(eng.config_dir() / CONFIGS[0], ["HPA.IMAGE_SIZE", "128"], **overrides)
+    eng.register_hpa_datasets(cfg, progress=False)
+    record = DatasetCatalog.get("hpa_train")[0]
+    teacher = tmp_path / "probs.csv"
+    io.write_cell_probabilities_csv(teacher, {record["image_id"]: {c: np.full(19, 0.5) for c in record["cells"]}})
+    cfg = eng.load_config(
+        eng.config_dir() / CONFIGS[0], ["HPA.IMAGE_SIZE", "128", "HPA.TEACHER", str(teacher)], **overrides
+    )
+    eng.register_hpa_datasets(cfg, progress=False)
+    inst = eng.HPADatasetMapper(cfg, True)(DatasetCatalog.get("hpa_train")[0])["instances"]
+    assert inst.gt_label_probs.shape == (len(inst), 19) and bool((inst.gt_label_probs == 0.5).all())
 
 
 def _tiny_model(eng, *opts):
@@ -153,6 +174,17 @@ def test_multilabel_heads_train_and_predict_label_probabilities():
     assert "loss_labels" in losses and torch.isfinite(losses["loss_labels"])
     losses["loss_labels"].backward()
     assert all(p.grad is not None for p in model.roi_heads.label_head.parameters())
+    assert all(p.grad is not None for p in model.roi_heads.pixel_head.parameters())  # it reads the RoIs' pixels
+    # with a teacher: its probabilities pull the targets, (1 - d) hard + d soft
+    inst.gt_label_probs = torch.full((2, 19), 0.5)
+    model.roi_heads.distill_weight = 1.0
+    with EventStorage(0):
+        torch.manual_seed(1)
+        taught = model([{"image": image, "instances": inst, "height": 64, "width": 64}])["loss_labels"]
+        model.roi_heads.distill_weight = 0.0
+        torch.manual_seed(1)
+        untaught = model([{"image": image, "instances": inst, "height": 64, "width": 64}])["loss_labels"]
+    assert float(taught) != pytest.approx(float(untaught))
     model.eval()
     with torch.no_grad():
         out = model([{"image": image, "height": 64, "width": 64}])[0]["instances"]

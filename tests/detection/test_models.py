@@ -17,6 +17,8 @@ from hpaseg.runtime.stems import (
     rgb_to_rgby_weight,
 )
 
+from ..weights import assert_rgb_weights_round_trip
+
 
 def test_pretrained_checkpoint_file_is_adapted(tmp_path):
     """A randomly initialised torchvision checkpoint on disk stands in for ImageNet weights."""
@@ -88,3 +90,38 @@ def test_every_backbone_trains_and_predicts_on_rgby(backbone):
     assert out["masks"].shape[1:] == (1, 64, 64) and out["label_probs"].shape[1:] == (19,)
     assert model.roi_heads.box_predictor.cls_score.out_features == 2  # background + cell (class-agnostic)
     assert model.roi_heads.label_head.num_labels == 19
+
+
+#: torchvision classification network and stem of each backbone (what a local checkpoint holds).
+_TORCHVISION_NETS = {
+    "densenet121": (torchvision.models.densenet121, "features.conv0.weight", "classifier."),
+    "densenet121_c5": (torchvision.models.densenet121, "features.conv0.weight", "classifier."),
+    "resnet101_fpn": (torchvision.models.resnet101, "conv1.weight", "fc."),
+    "resnext101_fpn": (torchvision.models.resnext101_32x8d, "conv1.weight", "fc."),
+}
+
+
+@pytest.mark.parametrize(
+    "backbone, wrap",
+    [(b, "plain") for b in BACKBONES]
+    + [("densenet121", "state_dict"), ("densenet121", "model"), ("densenet121", "module.")],
+)
+def test_every_backbone_loads_a_local_rgb_checkpoint_with_its_stem_adapted(backbone, wrap, tmp_path):
+    """A random torchvision model saved to a file stands in for ImageNet weights: every
+    backbone takes it offline (bare, or under "state_dict" or "model", keys with DataParallel's
+    "module." prefix too), every weight but
+    the classifier's arrives exactly, and the stem's yellow kernel is the mean of its red
+    and green kernels (hpaseg.runtime.stems)."""
+    ctor, stem_key, head = _TORCHVISION_NETS[backbone]
+    torch.manual_seed(0)
+    rgb = ctor(weights=None).state_dict()
+    saved = {
+        "plain": rgb,
+        "state_dict": {"state_dict": rgb, "epoch": 90},
+        "model": {"model": rgb},
+        "module.": {"state_dict": {f"module.{k}": v for k, v in rgb.items()}},  # saved from DataParallel
+    }[wrap]
+    torch.save(saved, tmp_path / "rgb.pth")
+    loaded = classification_net(backbone, pretrained=tmp_path / "rgb.pth").state_dict()
+    # The classifier network keeps its own (random) head: the Mask R-CNN drops it.
+    assert_rgb_weights_round_trip(rgb, {k: v for k, v in loaded.items() if not k.startswith(head)}, stem_key, (head,))

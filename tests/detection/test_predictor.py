@@ -73,9 +73,12 @@ def test_probabilities_and_detect_expose_the_raw_cells():
     assert dict(detected.cell_scores()[2]) == pytest.approx({c: 0.85 * fused[1, c] for c in range(19)})
 
 
-def _save(tmp_path, **extra):
-    model = build_maskrcnn("densenet121", image_size=64)
+def _save(tmp_path, label_inputs="pixels+features", *, recorded=True, **extra):
+    """A checkpoint as the trainer writes it (``recorded``: with its ``label_inputs``)."""
+    model = build_maskrcnn("densenet121", image_size=64, label_inputs=label_inputs)
     ckpt = {"model": model.state_dict(), "backbone": "densenet121", "image_size": 64, **extra}
+    if recorded:
+        ckpt["label_inputs"] = label_inputs
     path = tmp_path / "model_final.pth"
     torch.save(ckpt, path)
     return path
@@ -88,6 +91,10 @@ def test_checkpoints_of_the_earlier_softmax_model_are_refused(tmp_path):
     assert info.value.params == ("weights",) and "\n" not in str(info.value)
     with pytest.raises(InputError, match="retrain"):
         MaskRCNNPredictor.from_checkpoint(path)
-    path = _save(tmp_path, kind=MODEL_KIND)
+    path = _save(tmp_path, kind=MODEL_KIND, label_inputs="pixels+features")
     predictor = MaskRCNNPredictor.from_checkpoint(path)
     assert predictor.image_size == 64 and predictor.backbone == "densenet121"
+    assert predictor.model.roi_heads.pixel_head is not None
+    # a checkpoint from before the pixel head (no "label_inputs"): its features-only head
+    path = _save(tmp_path, label_inputs="features", recorded=False, kind=MODEL_KIND)
+    assert MaskRCNNPredictor.from_checkpoint(path).model.roi_heads.pixel_head is None

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import InputError
+from ..heads import DEFAULT_DISTILL_WEIGHT, DEFAULT_LABEL_INPUTS
 from ..models import anchor_sizes
 from .heads import ROI_HEADS_NAME, register_hpa_roi_heads
 
@@ -92,6 +93,9 @@ def add_hpa_config(cfg) -> None:
     cfg.HPA.PRETRAINED_FORMAT = "BGR"  # channel order of MODEL.WEIGHTS' stem: BGR (MSRA) or RGB (FAIR, torchvision)
     cfg.HPA.AUGMENT = True  # random flips of training images
     cfg.HPA.LABEL_LOSS_WEIGHT = 1.0  # factor of the multi-label head's loss (loss_labels)
+    cfg.HPA.LABEL_INPUTS = DEFAULT_LABEL_INPUTS  # what the label head reads: "pixels+features" or "features"
+    cfg.HPA.TEACHER = ""  # a cell classifier run (its cell_probabilities.csv) or such a CSV; "" = none
+    cfg.HPA.DISTILL_WEIGHT = DEFAULT_DISTILL_WEIGHT  # weight of the teacher's probabilities in the label targets
 
 
 def load_config(config_file: str | Path, opts: list[str] | None = None, **overrides: Any):

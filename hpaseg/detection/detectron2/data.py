@@ -13,12 +13,12 @@ from ...classes import CLASS_NAMES
 from ...errors import InputError
 from ...labels import build_cache, cache_folder, cache_paths, load_coco_split
 from ...transforms import working_shape
-from ..data import target_from_cells
+from ..data import load_teacher, target_from_cells
 
 __all__ = ["register_hpa_datasets", "HPADatasetMapper"]
 
 
-def _records_to_dicts(records, cache_dir: Path, image_size: int) -> list[dict]:
+def _records_to_dicts(records, cache_dir: Path, image_size: int, teacher=None) -> list[dict]:
     out = []
     for rec in records:
         h, w = working_shape(rec.height, rec.width, image_size)
@@ -31,6 +31,7 @@ def _records_to_dicts(records, cache_dir: Path, image_size: int) -> list[dict]:
                 "width": w,
                 "cells": rec.cells,
                 "cache_dir": str(cache_dir),
+                **({} if teacher is None else {"label_probs": dict(teacher.get(rec.image_id, {}))}),
             }
         )
     return out
@@ -57,11 +58,12 @@ def register_hpa_datasets(cfg, *, fill_cache: bool = True, progress: bool = True
     cache_dir = cache_folder(dataset_dir, cfg.HPA.IMAGE_SIZE)
     if fill_cache:
         build_cache(train + val, cfg.HPA.DATA_DIR, cache_dir, cfg.HPA.IMAGE_SIZE, progress=progress)
+    teacher = load_teacher(cfg.HPA.TEACHER, train) if cfg.HPA.TEACHER else None
     for name, records in (("hpa_train", train), ("hpa_val", val)):
         if name in DatasetCatalog.list():
             DatasetCatalog.remove(name)
             MetadataCatalog.remove(name)
-        dicts = _records_to_dicts(records, cache_dir, cfg.HPA.IMAGE_SIZE)
+        dicts = _records_to_dicts(records, cache_dir, cfg.HPA.IMAGE_SIZE, teacher if name == "hpa_train" else None)
         DatasetCatalog.register(name, lambda dicts=dicts: dicts)
         MetadataCatalog.get(name).set(thing_classes=list(CLASS_NAMES), evaluator_type="hpa")
     return {"hpa_train": len(train), "hpa_val": len(val)}
@@ -72,7 +74,9 @@ class HPADatasetMapper:
     and returns detectron2's model input: ``image`` (4, H, W) float in 0-255 and, when
     training, ``instances`` with one instance per cell: ``gt_boxes``, ``gt_masks``,
     ``gt_classes`` (all 0: the one class "cell") and ``gt_multilabels`` (cells, 19) float,
-    the cell's labels as a multi-hot row (:func:`hpaseg.detection.data.target_from_cells`)."""
+    the cell's labels as a multi-hot row (:func:`hpaseg.detection.data.target_from_cells`),
+    and with a teacher (``HPA.TEACHER``) ``gt_label_probs`` (cells, 19), NaN rows for
+    cells it did not score."""
 
     def __init__(self, cfg, is_train: bool = True) -> None:
         self.is_train = is_train
@@ -98,11 +102,13 @@ class HPADatasetMapper:
             "width": record["width"],
         }
         if self.is_train:
-            target = target_from_cells(np.ascontiguousarray(cells), record["cells"])
+            target = target_from_cells(np.ascontiguousarray(cells), record["cells"], record.get("label_probs"))
             instances = Instances(cells.shape)
             instances.gt_masks = BitMasks(target["masks"].bool())
             instances.gt_boxes = Boxes(target["boxes"])
             instances.gt_classes = torch.zeros(len(target["boxes"]), dtype=torch.int64)
             instances.gt_multilabels = target["multilabels"]
+            if "label_probs" in target:
+                instances.gt_label_probs = target["label_probs"]
             out["instances"] = instances
         return out

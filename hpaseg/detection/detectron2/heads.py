@@ -2,12 +2,16 @@
 with detectron2's standard box and mask heads, plus a multi-label head giving each cell
 19 sigmoid probabilities (the detectron2 twin of :mod:`hpaseg.detection.heads`).
 
-The label head is :class:`hpaseg.detection.heads.LabelHead` (its own MLP) on the box
-pooler's features of a RoI. Training: the
-sampled foreground proposals (ground-truth boxes included, as detectron2 appends them)
-with their matched cell's multi-hot labels (``gt_multilabels``, set by
-:class:`~hpaseg.detection.detectron2.data.HPADatasetMapper`); loss ``loss_labels``, the
-mean binary cross-entropy. Inference: the head runs on the final detections' boxes and
+The label head is the torchvision engine's: :class:`hpaseg.detection.heads.LabelHead`
+(its own MLP) on the box pooler's features of a RoI, plus, with ``HPA.LABEL_INPUTS``
+``pixels+features`` (the default), :class:`~hpaseg.detection.heads.PixelHead` on the
+RoI's pixels of the normalised input batch (:func:`~hpaseg.detection.heads.pixel_crops`).
+Training: the sampled foreground proposals (ground-truth boxes included, as detectron2
+appends them) with their matched cell's multi-hot labels (``gt_multilabels``) and, with
+a teacher (``HPA.TEACHER``), its probabilities (``gt_label_probs``), both set by
+:class:`~hpaseg.detection.detectron2.data.HPADatasetMapper`; loss ``loss_labels``, the
+mean binary cross-entropy against :func:`~hpaseg.detection.heads.distill_targets`
+(``HPA.DISTILL_WEIGHT``). Inference: the head runs on the final detections' boxes and
 each predicted ``Instances`` gets ``label_probs`` (detections, 19).
 
 Registered in detectron2's ``ROI_HEADS_REGISTRY`` as ``HPAMultiLabelROIHeads`` by
@@ -21,7 +25,7 @@ import torch
 from torch import nn
 
 from ...classes import NUM_CLASSES
-from ..heads import LabelHead, multilabel_loss
+from ..heads import LabelHead, PixelHead, check_label_inputs, distill_targets, multilabel_loss, pixel_crops
 
 __all__ = ["ROI_HEADS_NAME", "register_hpa_roi_heads"]
 
@@ -37,10 +41,21 @@ def _heads_class():
         """detectron2's StandardROIHeads (one foreground class: cell) plus a multi-label head."""
 
         @configurable
-        def __init__(self, *, label_head: nn.Module, label_loss_weight: float = 1.0, **kwargs) -> None:
+        def __init__(
+            self,
+            *,
+            label_head: nn.Module,
+            pixel_head: nn.Module | None = None,
+            label_loss_weight: float = 1.0,
+            distill_weight: float = 0.0,
+            **kwargs,
+        ) -> None:
             super().__init__(**kwargs)
             self.label_head = label_head
+            self.pixel_head = pixel_head
             self.label_loss_weight = label_loss_weight
+            self.distill_weight = distill_weight
+            self.images: torch.Tensor | None = None  # the normalised batch of the current forward
 
         @classmethod
         def from_config(cls, cfg, input_shape):
@@ -49,20 +64,37 @@ def _heads_class():
             resolution = cfg.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION
             ret["label_head"] = LabelHead(channels * resolution * resolution, NUM_CLASSES)
             ret["label_loss_weight"] = cfg.HPA.LABEL_LOSS_WEIGHT
+            ret["distill_weight"] = cfg.HPA.DISTILL_WEIGHT
+            if check_label_inputs(cfg.HPA.LABEL_INPUTS) == "pixels+features":
+                ret["pixel_head"] = PixelHead(NUM_CLASSES, in_channels=len(cfg.MODEL.PIXEL_MEAN))
             return ret
 
         def label_logits(self, features, boxes) -> torch.Tensor:
             """Label logits (sum of boxes, 19) of RoIs ``boxes`` (one ``Boxes`` per image)."""
             if sum(len(b) for b in boxes) == 0:
                 return next(self.label_head.parameters()).new_zeros((0, NUM_CLASSES))
-            return self.label_head(self.box_pooler([features[f] for f in self.box_in_features], boxes))
+            logits = self.label_head(self.box_pooler([features[f] for f in self.box_in_features], boxes))
+            if self.pixel_head is not None:
+                logits = logits + self.pixel_head(pixel_crops(self.images, [b.tensor for b in boxes]))
+            return logits
 
         def forward(self, images, features, proposals, targets=None):
+            self.images = images.tensor
             instances, losses = super().forward(images, features, proposals, targets)
             if self.training:
                 foreground = [p[p.gt_classes < self.num_classes] for p in instances if p.has("gt_multilabels")]
                 logits = self.label_logits(features, [p.proposal_boxes for p in foreground])
-                target = torch.cat([p.gt_multilabels for p in foreground]) if foreground else logits.detach()
+                if foreground:
+                    soft = (
+                        torch.cat([p.gt_label_probs for p in foreground])
+                        if all(p.has("gt_label_probs") for p in foreground)
+                        else None
+                    )
+                    target = distill_targets(
+                        torch.cat([p.gt_multilabels for p in foreground]), soft, self.distill_weight
+                    )
+                else:
+                    target = logits.detach()
                 losses["loss_labels"] = self.label_loss_weight * multilabel_loss(logits, target)
             return instances, losses
 

@@ -13,6 +13,7 @@ import torch
 from ...errors import InputError
 from ...io import atomic_write
 from ...runtime import dist
+from ..data import teacher_file
 from .checkpoint import RGBYCheckpointer, check_checkpoint
 from .config import load_config, require_detectron2
 from .data import HPADatasetMapper, register_hpa_datasets
@@ -41,6 +42,11 @@ class Detectron2TrainConfig:
     amp : bool
         Mixed precision on CUDA (off on the CPU regardless).
     seed : int
+    teacher : str, optional
+        ``HPA.TEACHER``: a cell classifier run (its ``cell_probabilities.csv``) or such a CSV,
+        whose probabilities the label head learns beside the hard labels.
+    distill_weight : float, optional
+        ``HPA.DISTILL_WEIGHT`` instead of the YAML's.
     """
 
     config: str
@@ -53,6 +59,8 @@ class Detectron2TrainConfig:
     workers: int | None = None
     amp: bool = True
     seed: int = 0
+    teacher: str | None = None
+    distill_weight: float | None = None
 
 
 def _trainer_class():
@@ -107,6 +115,15 @@ def train_detectron2(settings: Detectron2TrainConfig, *, resume: bool = False, p
         cfg.MODEL.WEIGHTS = settings.pretrained
     if settings.workers is not None:
         cfg.DATALOADER.NUM_WORKERS = settings.workers
+    if settings.teacher is not None:
+        teacher_file(settings.teacher)  # refuse a run without probabilities before anything is written
+        cfg.HPA.TEACHER = str(settings.teacher)
+    if settings.distill_weight is not None:
+        cfg.HPA.DISTILL_WEIGHT = float(settings.distill_weight)
+    if not 0.0 <= cfg.HPA.DISTILL_WEIGHT <= 1.0:
+        raise InputError(
+            f"distill_weight {cfg.HPA.DISTILL_WEIGHT}: expected a number in [0, 1]", param="distill_weight"
+        )
     if not settings.amp or settings.device == "cpu":
         cfg.SOLVER.AMP.ENABLED = False
     info, _ = dist.init(settings.device)
