@@ -293,7 +293,33 @@ class _Training:
         return _state(self.model, self.optimizer, self.scheduler, self.scaler, iteration, epoch, step, cfg)
 
 
-def _setup(cfg: TrainConfig, info: dist.DistInfo, device: torch.device) -> _Training:
+def _pixel_head_first(cfg: TrainConfig, model: torch.nn.Module, train_set: CellDataset, *, fit: bool) -> None:
+    """With ``cfg.label_epochs``: train the pixel head alone on every training cell's crop
+    (``fit``: a run that starts at iteration 0; every process the same, from the same
+    seed), then freeze it for the detector's iterations (a resumed run finds it trained in
+    its checkpoint). Before DistributedDataParallel wraps the model, which must know the
+    parameters that train."""
+    heads = model.roi_heads
+    if not cfg.label_epochs or heads.pixel_head is None:
+        return
+    if fit:
+        device = next(model.parameters()).device
+        crops, targets = cell_crops(train_set, RGBY_MEAN, RGBY_STD, cfg.distill_weight)
+        started = time.perf_counter()
+        losses = fit_pixel_head(
+            heads.pixel_head, crops.to(device), targets.to(device), epochs=cfg.label_epochs, seed=cfg.seed
+        )
+        log.info(
+            "label head: pixel head fitted on %d training cells, %d epochs, loss %.4f -> %.4f, %.1f s",
+            len(crops), cfg.label_epochs, losses[0] if losses else float("nan"),
+            losses[-1] if losses else float("nan"), time.perf_counter() - started,
+        )  # fmt: skip
+    heads.freeze_pixel_head()
+
+
+def _setup(
+    cfg: TrainConfig, info: dist.DistInfo, device: torch.device, train_set: CellDataset, *, fit_pixels: bool
+) -> _Training:
     model = build_maskrcnn(
         cfg.backbone,
         image_size=cfg.image_size,
@@ -303,6 +329,7 @@ def _setup(cfg: TrainConfig, info: dist.DistInfo, device: torch.device) -> _Trai
         label_inputs=cfg.label_inputs,
         distill_weight=cfg.distill_weight,
     ).to(device)
+    _pixel_head_first(cfg, model, train_set, fit=fit_pixels)
     if info.distributed:
         model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
@@ -346,27 +373,6 @@ def _step(
     return losses, float(grad_norm)
 
 
-def _pixel_head_first(cfg: TrainConfig, t: _Training, train_set: CellDataset, *, fit: bool) -> None:
-    """With ``cfg.label_epochs``: train the pixel head alone on every training cell's crop
-    (``fit``: a run at iteration 0; each process the same, from the same seed), then freeze
-    it for the detector's iterations (a resumed run finds it trained in its checkpoint)."""
-    heads = _unwrap(t.model).roi_heads
-    if not cfg.label_epochs or heads.pixel_head is None:
-        return
-    if fit:
-        crops, targets = cell_crops(train_set, RGBY_MEAN, RGBY_STD, cfg.distill_weight)
-        started = time.perf_counter()
-        losses = fit_pixel_head(
-            heads.pixel_head, crops.to(t.device), targets.to(t.device), epochs=cfg.label_epochs, seed=cfg.seed
-        )
-        log.info(
-            "label head: pixel head fitted on %d training cells, %d epochs, loss %.4f -> %.4f, %.1f s",
-            len(crops), cfg.label_epochs, losses[0] if losses else float("nan"),
-            losses[-1] if losses else float("nan"), time.perf_counter() - started,
-        )  # fmt: skip
-    heads.freeze_pixel_head()
-
-
 def train_torchvision(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> Path:
     """Train a torchvision Mask R-CNN; returns the path of ``model_final.pth``."""
     check_train_config(cfg)
@@ -375,11 +381,10 @@ def train_torchvision(cfg: TrainConfig, *, resume: bool = False, progress: bool 
     checkpointer = Checkpointer(out)
     seed_everything(cfg.seed + info.rank)
     train_set, val_set = _datasets(cfg, progress=progress)
-    t = _setup(cfg, info, device)
+    t = _setup(cfg, info, device, train_set, fit_pixels=not (resume and checkpointer.last() is not None))
     start_iter, start_epoch, start_step, rng = (
         _resume(checkpointer, cfg, t.model, t.optimizer, t.scheduler, t.scaler) if resume else (0, 0, 0, None)
     )
-    _pixel_head_first(cfg, t, train_set, fit=start_iter == 0)
     if rng is not None and not info.distributed:
         set_rng_state(rng)
     elif start_iter:  # the checkpoint holds rank 0's generators only: reseed each rank, deterministically

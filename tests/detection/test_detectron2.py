@@ -256,3 +256,27 @@ def test_training_on_one_fixed_batch_lowers_the_total_and_label_losses(tiny_data
     assert len(total) == len(labels) == OVERFIT_ITERS
     assert sum(labels[-3:]) / 3 < 0.7 * labels[0], labels
     assert sum(total[-3:]) / 3 < 0.7 * total[0], total
+
+
+def test_the_pixel_head_is_fitted_on_the_cells_and_frozen_before_training(tiny_dataset):
+    """The detectron2 twin of the torchvision engine's ``_pixel_head_first``: fitted on
+    ``hpa_train``'s cell crops (its BatchNorm statistics are theirs), then no gradients and
+    kept in eval mode while the rest trains."""
+    from detectron2.modeling import build_model
+
+    from hpaseg.detection.detectron2.trainer import fit_pixel_head_on_cells
+
+    eng = _engine()
+    overrides = {"HPA.DATASET_DIR": str(tiny_dataset["dataset"]), "HPA.DATA_DIR": str(tiny_dataset["train"])}
+    opts = ["MODEL.DEVICE", "cpu", "MODEL.RESNETS.DEPTH", "50", "HPA.IMAGE_SIZE", "128", "HPA.LABEL_EPOCHS", "2"]
+    cfg = eng.load_config(eng.config_dir() / CONFIGS[0], opts, **overrides)
+    eng.register_hpa_datasets(cfg, progress=False)
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    heads = model.roi_heads
+    assert float(heads.pixel_head.features[0][1].running_mean.abs().sum()) == 0.0
+    fit_pixel_head_on_cells(cfg, model)
+    assert float(heads.pixel_head.features[0][1].running_mean.abs().sum()) > 0
+    model.train()
+    assert not heads.pixel_head.training and not any(p.requires_grad for p in heads.pixel_head.parameters())
+    assert all(p.requires_grad for p in heads.label_head.parameters())

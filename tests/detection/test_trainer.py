@@ -37,6 +37,13 @@ def test_run_folder_contents(trained_run):
     for r in losses:  # every head's loss logged, the multi-label head's included; "loss" is their sum
         assert set(LOSS_TERMS) <= r.keys()
         assert r["loss"] == pytest.approx(sum(r[k] for k in LOSS_TERMS))
+    # the pixel head was fitted on the training cells first (BatchNorm statistics of their
+    # crops, not the initial zeros), then stayed as it was while the detector trained
+    first = torch.load(trained_run / "model_0000001.pth", map_location="cpu", weights_only=False)["model"]
+    pixel = [k for k in ckpt["model"] if k.startswith("roi_heads.pixel_head.")]
+    assert pixel and all(torch.equal(first[k], ckpt["model"][k]) for k in pixel)
+    assert ckpt["model"]["roi_heads.pixel_head.features.0.1.running_mean"].abs().sum() > 0
+    assert not all(torch.equal(first[k], ckpt["model"][k]) for k in ckpt["model"] if ".label_head." in k)
 
 
 #: Iterations of the fixed-batch run and the learning rate (per image) it trains with.
@@ -66,7 +73,8 @@ def test_training_on_one_fixed_batch_lowers_the_total_and_label_losses(tiny_data
         roi_batch_size=64,
     )
     seed_everything(cfg.seed)
-    training = _setup(cfg, DistInfo(), torch.device("cpu"))
+    # the pixel head is left unfitted and frozen: the feature head's loss must reach its weights
+    training = _setup(cfg, DistInfo(), torch.device("cpu"), CellDataset(records, cache), fit_pixels=False)
     training.model.train()
     history = []
     for iteration in range(OVERFIT_ITERS):

@@ -56,6 +56,20 @@ def _heads_class():
             self.label_loss_weight = label_loss_weight
             self.distill_weight = distill_weight
             self.images: torch.Tensor | None = None  # the normalised batch of the current forward
+            self.pixel_head_frozen = False
+
+        def freeze_pixel_head(self) -> None:
+            """No gradients and fixed BatchNorm statistics for the pixel head (after its fit)."""
+            if self.pixel_head is not None:
+                self.pixel_head.requires_grad_(False)
+                self.pixel_head.eval()
+                self.pixel_head_frozen = True
+
+        def train(self, mode: bool = True):
+            super().train(mode)
+            if self.pixel_head_frozen:
+                self.pixel_head.eval()
+            return self
 
         @classmethod
         def from_config(cls, cfg, input_shape):

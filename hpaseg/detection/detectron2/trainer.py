@@ -14,6 +14,7 @@ from ...errors import InputError
 from ...io import atomic_write
 from ...runtime import dist
 from ..data import teacher_file
+from ..heads import distill_targets, fit_pixel_head, pixel_crops
 from .checkpoint import RGBYCheckpointer, check_checkpoint
 from .config import load_config, require_detectron2
 from .data import HPADatasetMapper, register_hpa_datasets
@@ -63,6 +64,38 @@ class Detectron2TrainConfig:
     distill_weight: float | None = None
 
 
+def fit_pixel_head_on_cells(cfg, model: torch.nn.Module) -> None:
+    """With ``HPA.LABEL_EPOCHS`` and a pixel head: train it alone on the crops of every
+    cell of ``hpa_train`` (the mapper's instances, without augmentation, normalised as the
+    model normalises its input; targets :func:`~hpaseg.detection.heads.distill_targets`),
+    then freeze it: the torchvision engine's ``_pixel_head_first``."""
+    from detectron2.data import DatasetCatalog
+
+    heads = model.roi_heads
+    if not cfg.HPA.LABEL_EPOCHS or heads.pixel_head is None:
+        return
+    mapper = HPADatasetMapper(cfg, True)
+    mapper.augment = False
+    mean = torch.tensor(cfg.MODEL.PIXEL_MEAN).view(-1, 1, 1)
+    std = torch.tensor(cfg.MODEL.PIXEL_STD).view(-1, 1, 1)
+    crops, targets = [], []
+    for record in DatasetCatalog.get("hpa_train"):
+        item = mapper(record)
+        inst = item["instances"]
+        if not len(inst):
+            continue
+        crops.append(pixel_crops(((item["image"] - mean) / std)[None], [inst.gt_boxes.tensor]))
+        soft = inst.gt_label_probs if inst.has("gt_label_probs") else None
+        targets.append(distill_targets(inst.gt_multilabels, soft, cfg.HPA.DISTILL_WEIGHT))
+    if crops:
+        device = next(heads.pixel_head.parameters()).device
+        fit_pixel_head(
+            heads.pixel_head, torch.cat(crops).to(device), torch.cat(targets).to(device),
+            epochs=cfg.HPA.LABEL_EPOCHS, seed=cfg.SEED,
+        )  # fmt: skip
+    heads.freeze_pixel_head()
+
+
 def _trainer_class():
     from detectron2.data import (
         build_detection_test_loader,
@@ -78,6 +111,12 @@ def _trainer_class():
             self.checkpointer = RGBYCheckpointer(
                 self.model, cfg.OUTPUT_DIR, pretrained_format=cfg.HPA.PRETRAINED_FORMAT, trainer=self._trainer
             )
+
+        @classmethod
+        def build_model(cls, cfg):
+            model = super().build_model(cfg)
+            fit_pixel_head_on_cells(cfg, model)  # before the optimizer and DDP see its parameters
+            return model
 
         @classmethod
         def build_train_loader(cls, cfg):
