@@ -29,7 +29,7 @@ from ..submission import read_submission
 from ..synth import generate_dataset
 from ..viz import CellPanel, cells_from_submission_row, plot_cell_panels
 from ..viz.images import figure_to_rgb
-from .routes import PRIOR, RANDOM, WEAK, RoutesConfig, RouteScore, routes_table, run_routes
+from .routes import MASKRCNN_CPU_ITERS, PRIOR, RANDOM, WEAK, RoutesConfig, RouteScore, routes_table, run_routes
 
 __all__ = ["DemoConfig", "run_demo", "PRIOR", "RANDOM", "WEAK", "LEARNED"]
 
@@ -50,7 +50,7 @@ class DemoConfig:
     seed: int = 0
     workers: int = 2
     backbone: str = "densenet121"
-    train_iters: int = 30  # Mask R-CNN: a glimpse (the demo stays under 4 minutes on 2 cores); bench learn trains 600
+    train_iters: int = 30  # Mask R-CNN: a glimpse (the demo stays under 4 minutes on 2 cores); bench learn trains routes.MASKRCNN_CPU_ITERS
     image_size: int = 256
     batch_size: int = 2
     lr: float = 0.16
@@ -200,7 +200,8 @@ def _report(scores: Sequence[RouteScore], seg: dict, overlay: Path, n_test: int)
     log.info("overlay: %s (truth | cell classifier | Mask R-CNN; each cell in its top class's colour)", overlay)
     log.info(
         "Mask R-CNN trains for only a few CPU iterations here, to keep the demo short; "
-        "'python -m hpaseg.bench learn' trains it for 600 (benchmarks/RESULTS.md)"
+        "'python -m hpaseg.bench learn' trains it for %d (benchmarks/RESULTS.md)",
+        MASKRCNN_CPU_ITERS,
     )
 
 
