@@ -154,6 +154,13 @@ class CellDataset(torch.utils.data.Dataset):
             raise InputError(f"{image_path}: not cached; build the cache with hpaseg.labels.build_cache first")
         return np.load(image_path), np.load(cells_path)
 
+    def target(self, index: int, cells: np.ndarray) -> dict[str, torch.Tensor]:
+        """Targets of item ``index`` on its label image ``cells`` (as cached, or flipped and
+        turned): :func:`target_from_cells` with the teacher's probabilities of its cells."""
+        record = self.records[index]
+        probs = None if self.teacher is None else self.teacher.get(record.image_id, {})
+        return target_from_cells(np.ascontiguousarray(cells), record.cells, probs)
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         image, cells = self.load(index)
         if self.augment:
@@ -165,9 +172,7 @@ class CellDataset(torch.utils.data.Dataset):
             if image.shape[0] == image.shape[1]:
                 k = int(rng.integers(4))
                 image, cells = np.rot90(image, k), np.rot90(cells, k)
-        record = self.records[index]
-        probs = None if self.teacher is None else self.teacher.get(record.image_id, {})
-        target = target_from_cells(np.ascontiguousarray(cells), record.cells, probs)
+        target = self.target(index, cells)
         tensor = to_tensor(image)
         return tensor, target
 
@@ -201,9 +206,7 @@ def cell_crops(
     crops, targets = [], []
     for index in range(len(dataset)):
         image, cells = dataset.load(index)
-        record = dataset.records[index]
-        probs = None if dataset.teacher is None else dataset.teacher.get(record.image_id, {})
-        target = target_from_cells(np.ascontiguousarray(cells), record.cells, probs)
+        target = dataset.target(index, cells)
         if not len(target["boxes"]):
             continue
         normalised = ((to_tensor(image) - m) / s)[None]
