@@ -12,7 +12,8 @@ setup(
     # installed as the package hpaseg.detectron_configs, so they ship in wheels.
     packages=find_packages(include=["hpaseg", "hpaseg.*"]) + ["hpaseg.detectron_configs"],
     package_dir={"hpaseg.detectron_configs": "detectron_configs"},
-    package_data={"hpaseg.detectron_configs": ["*.yaml"]},
+    # The built-in segmenter's learned cell maps (a few kB of weights) ship with it.
+    package_data={"hpaseg.detectron_configs": ["*.yaml"], "hpaseg.segmentation": ["cellmaps.npz"]},
     install_requires=[
         "numpy>=1.24",
         "scipy>=1.10",

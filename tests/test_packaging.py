@@ -1,4 +1,5 @@
-"""Packaging: a non-editable build ships the detectron2 configs as package data."""
+"""Packaging: a non-editable build ships the detectron2 configs and the segmenter's cell-map
+weights as package data."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ def test_built_wheel_lists_the_detectron2_configs(tmp_path):
     shipped = sorted(p.name for p in (REPO / "detectron_configs").glob("*.yaml"))
     assert shipped and all(f"hpaseg/detectron_configs/{name}" in names for name in shipped), names
     assert "hpaseg/detection/detectron2/config.py" in names
+    assert "hpaseg/segmentation/cellmaps.npz" in names  # the built-in segmenter's default needs it
 
 
 def test_configs_are_found_through_the_package():

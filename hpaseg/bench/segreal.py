@@ -1,21 +1,30 @@
-"""Leave-one-field-out agreement of the watershed segmenter with reference masks of real
+"""Leave-one-field-out agreement of the built-in segmenter with reference masks of real
 fields: ``python -m hpaseg.bench segreal DIR [DIR ...] [--check DIR ...]``.
 
 The development fields are the images of the ``DIR`` folders that have a reference cell
-mask ``{ID}_cellmask.png`` (HPA-Cell-Segmentation's, say). Every candidate setting of a
-small grid of :class:`~hpaseg.segmentation.WatershedParams` (``--grid``; by default
-:data:`DEFAULT_GRID`) segments every field once. Then, for each field, the setting with
-the best pooled F1 at IoU 0.6 on the *other* fields is chosen and scored on the left-out
-field (ties go to grid order, whose first point is the earlier defaults; today's
-defaults are a column, not a candidate: they were chosen on these fields). The table
-gives, per field: F1 at IoU 0.6 of today's defaults, of the setting chosen on all fields
-(in-sample) and of the setting chosen without the field (LOFO), then the pooled figures;
-the pooled LOFO F1 is the figure that counts. ``--check`` folders are scored with the
-defaults and with the in-sample setting (F1 at IoU 0.5 and 0.6), never used for a choice.
+mask ``{ID}_cellmask.png`` (HPA-Cell-Segmentation's, say). Two kinds of cell maps are
+measured (``--maps``, both by default):
+
+``learned`` (the default maps)
+    For each seed of ``--seeds`` and each field, the cell-map model
+    (:mod:`hpaseg.segmentation.cellmaps`) is fitted on the *other* fields and the field
+    is segmented with it (LOFO); a model fitted on all fields scores every field
+    (in-sample) and the ``--check`` fields. The table gives mean ± sd over seeds; the
+    pooled LOFO F1 at IoU 0.6 is the figure that counts. ``--save-model PATH`` writes
+    the all-fields model of seed 0: that is how ``hpaseg/segmentation/cellmaps.npz``,
+    the model hpaseg ships, is made.
+``classical``
+    Every candidate setting of a small grid of
+    :class:`~hpaseg.segmentation.WatershedParams` (``--grid``; by default
+    :data:`DEFAULT_GRID`) segments every field with the classical maps. For each field
+    the setting with the best pooled F1 at IoU 0.6 on the *other* fields is scored on it
+    (ties go to grid order, whose first point is the earlier defaults; today's defaults
+    are a column, not a candidate: they were chosen on these fields).
 
 Fields without a green channel file (the segmenter does not use green) are read with a
-zero green channel, and the run says so. The last line is
-``lofo_f1=N.NNN insample_f1=N.NNN default_f1=N.NNN fields=K settings=S``.
+zero green channel, and the run says so. The last line is ``lofo_f1=N.NNN lofo_sd=N.NNN
+insample_f1=N.NNN classical_lofo_f1=N.NNN default_f1=N.NNN fields=K settings=S seeds=N``
+(the first three of the learned maps when they were measured).
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from ..cli.base import ArgumentParser, add_quiet, cli_entry
 from ..errors import InputError
 from ..evaluation.segmentation import SegmentationScore, pool_scores, score_segmentation
 from ..segmentation import WatershedParams, segment_watershed
+from ..segmentation.fit_cellmaps import fit_cell_map_model, training_field
 
 __all__ = ["DEFAULT_GRID", "build_parser", "choose_lofo", "grid_settings", "main", "read_reference_fields"]
 
@@ -53,6 +63,23 @@ def build_parser() -> ArgumentParser:
         "--grid",
         type=Path,
         help="JSON file {parameter: [values, ...]} of WatershedParams fields to search (default: DEFAULT_GRID)",
+    )
+    parser.add_argument(
+        "--maps",
+        choices=("learned", "classical", "both"),
+        default="both",
+        help="which cell maps to measure (default both): the learned model, fitted without each "
+        "field in turn, and/or the classical maps' settings grid",
+    )
+    parser.add_argument("--seeds", type=int, default=3, help="seeds of the learned model (default 3)")
+    parser.add_argument(
+        "--pixels-per-field", type=int, default=100_000, help="training pixels drawn per field (default 100000)"
+    )
+    parser.add_argument("--epochs", type=int, default=20, help="passes over the training pixels (default 20)")
+    parser.add_argument(
+        "--save-model",
+        help="write the learned model fitted on all development fields (seed 0) here: "
+        "hpaseg/segmentation/cellmaps.npz is the one hpaseg ships",
     )
     parser.add_argument("--out-json", help="also write the table and every setting's scores here")
     add_quiet(parser)
@@ -125,28 +152,16 @@ def choose_lofo(
     return chosen
 
 
-@cli_entry("bench segreal", build_parser)
-def main(argv: Sequence[str] | None = None) -> int:
-    """Print the LOFO table; the last line is ``lofo_f1=... insample_f1=... default_f1=... fields=K settings=S``."""
-    args = build_parser().parse_args(argv)
-    grid = io.read_json(args.grid) if args.grid else DEFAULT_GRID
-    settings = [{}] + grid_settings(grid)  # setting 0: today's defaults
-    dev: dict[str, tuple] = {}
-    for folder in args.folders:
-        dev.update(read_reference_fields(folder))
-    check: dict[str, tuple] = {}
-    for folder in args.check:
-        check.update(read_reference_fields(folder))
-    for image_id, (_, _, note) in {**dev, **check}.items():
-        if note:
-            print(f"{image_id}: {note}")
+def _classical(dev: dict, check: dict, grid: dict, quiet: bool) -> dict:
+    """The classical maps: every grid setting on every field, LOFO choice among the grid."""
+    base = {"cell_maps": "classical"}
+    settings = [{}] + grid_settings(grid)  # setting 0: today's defaults (with the classical maps)
     fields = list(dev)
-    print(f"{len(fields)} development fields, {len(check)} check fields, {len(settings) - 1} settings + defaults")
     scores: list[dict[str, SegmentationScore]] = []
     seconds = []
     done: dict[WatershedParams, dict[str, SegmentationScore]] = {}
     for kw in settings:
-        params = WatershedParams(**kw)
+        params = WatershedParams(**{**base, **kw})
         if params in done:  # a grid point equal to an earlier one (the defaults, say)
             scores.append(done[params])
             continue
@@ -158,49 +173,161 @@ def main(argv: Sequence[str] | None = None) -> int:
             seconds.append(time.perf_counter() - t0)
             row[image_id] = score_segmentation(reference, cells)
         scores.append(row)
-        if not args.quiet:
-            print(f"  {kw or 'defaults'}: pooled F1@0.6 {pool_scores(list(row.values())).f1_06:.3f}", flush=True)
+        if not quiet:
+            print(
+                f"  classical {kw or 'defaults'}: pooled F1@0.6 {pool_scores(list(row.values())).f1_06:.3f}", flush=True
+            )
     chosen = choose_lofo(scores, fields, candidates=range(1, len(settings)))  # the grid, not the defaults
-    print(f"in-sample setting (chosen on all fields): {settings[chosen['all']] or 'defaults'}")
-    header = f"{'field':<40} {'cells':>5} {'default':>8} {'in-sample':>9} {'LOFO':>6}  LOFO setting"
-    print(header)
-    lofo, insample, default = [], [], []
+    print(f"classical maps: in-sample setting (chosen on all fields): {settings[chosen['all']] or 'defaults'}")
+    print(f"{'field':<40} {'cells':>5} {'default':>8} {'in-sample':>9} {'LOFO':>6}  LOFO setting")
+    cols: dict[str, list[SegmentationScore]] = {"default": [], "insample": [], "lofo": []}
     for f in fields:
         d, i, o = scores[0][f], scores[chosen["all"]][f], scores[chosen[f]][f]
-        default.append(d)
-        insample.append(i)
-        lofo.append(o)
+        for key, value in zip(cols, (d, i, o)):
+            cols[key].append(value)
         print(
             f"{f:<40} {d.n_true:>5} {d.f1_06:>8.3f} {i.f1_06:>9.3f} {o.f1_06:>6.3f}  {settings[chosen[f]] or 'defaults'}"
         )
-    pooled = [pool_scores(x).f1_06 for x in (default, insample, lofo)]
-    print(f"{'pooled':<40} {sum(s.n_true for s in default):>5} {pooled[0]:>8.3f} {pooled[1]:>9.3f} {pooled[2]:>6.3f}")
-    print(f"segment_watershed: median {np.median(seconds):.2f} s per field (max {max(seconds):.2f})")
+    pooled = {key: pool_scores(value).f1_06 for key, value in cols.items()}
+    n_true = sum(s.n_true for s in cols["default"])
+    print(f"{'pooled':<40} {n_true:>5} {pooled['default']:>8.3f} {pooled['insample']:>9.3f} {pooled['lofo']:>6.3f}")
+    print(f"classical segment_watershed: median {np.median(seconds):.2f} s per field (max {max(seconds):.2f})")
     check_rows = {}
     for image_id, (image, reference, _) in check.items():
-        d = score_segmentation(reference, segment_watershed(image)[0])
+        d = score_segmentation(reference, segment_watershed(image, params=WatershedParams(**base))[0])
         i = score_segmentation(
-            reference, segment_watershed(image, params=WatershedParams(**settings[chosen["all"]]))[0]
+            reference, segment_watershed(image, params=WatershedParams(**{**base, **settings[chosen["all"]]}))[0]
         )
         check_rows[image_id] = {"default": d.row(), "insample": i.row()}
         print(
-            f"check {image_id}: defaults F1 {d.f1_05:.3f} @0.5, {d.f1_06:.3f} @0.6; "
+            f"check {image_id} (classical): defaults F1 {d.f1_05:.3f} @0.5, {d.f1_06:.3f} @0.6; "
             f"in-sample setting F1 {i.f1_05:.3f} @0.5, {i.f1_06:.3f} @0.6"
         )
-    if args.out_json:
-        io.write_json(
-            args.out_json,
-            {
-                "settings": settings,
-                "scores": [{f: s.row() for f, s in row.items()} for row in scores],
-                "chosen": chosen,
-                "pooled_f1_06": dict(zip(("default", "insample", "lofo"), pooled)),
-                "check": check_rows,
-            },
-            indent=2,
+    return {
+        "settings": settings,
+        "scores": [{f: s.row() for f, s in row.items()} for row in scores],
+        "chosen": chosen,
+        "pooled_f1_06": pooled,
+        "check": check_rows,
+        "n_settings": len(settings) - 1,
+    }
+
+
+def _learned(dev: dict, check: dict, args) -> dict:
+    """The learned maps: per seed, a model fitted without each field scores it (LOFO) and a
+    model fitted on all fields scores every field (in-sample) and the check fields."""
+    fields = list(dev)
+    params = WatershedParams()
+    t0 = time.perf_counter()
+    data = {f: training_field(dev[f][0], dev[f][1], params=params) for f in fields}
+    if not args.quiet:
+        print(f"learned maps: features of {len(fields)} fields in {time.perf_counter() - t0:.0f} s", flush=True)
+
+    def fit(names: list[str], seed: int):
+        return fit_cell_map_model(
+            [data[f] for f in names], pixels_per_field=args.pixels_per_field, epochs=args.epochs, seed=seed, names=names
         )
-    print(
-        f"lofo_f1={pooled[2]:.3f} insample_f1={pooled[1]:.3f} default_f1={pooled[0]:.3f} "
-        f"fields={len(fields)} settings={len(settings) - 1}"
-    )
+
+    lofo: dict[int, dict[str, SegmentationScore]] = {}
+    insample: dict[int, dict[str, SegmentationScore]] = {}
+    checks: dict[int, dict[str, SegmentationScore]] = {}
+    seconds = []
+    models = {}
+    for seed in range(args.seeds):
+        lofo[seed], insample[seed], checks[seed] = {}, {}, {}
+        for f in fields:
+            model = fit([g for g in fields if g != f], seed)
+            lofo[seed][f] = score_segmentation(dev[f][1], segment_watershed(dev[f][0], params=params, model=model)[0])
+        models[seed] = model = fit(fields, seed)
+        for f in fields:
+            t1 = time.perf_counter()
+            cells = segment_watershed(dev[f][0], params=params, model=model)[0]
+            seconds.append(time.perf_counter() - t1)
+            insample[seed][f] = score_segmentation(dev[f][1], cells)
+        for f, (image, reference, _) in check.items():
+            checks[seed][f] = score_segmentation(reference, segment_watershed(image, params=params, model=model)[0])
+        if not args.quiet:
+            print(
+                f"  seed {seed}: LOFO pooled F1@0.6 {pool_scores(list(lofo[seed].values())).f1_06:.3f}, "
+                f"in-sample {pool_scores(list(insample[seed].values())).f1_06:.3f}",
+                flush=True,
+            )
+    seeds = list(range(args.seeds))
+
+    def spread(values: list[float]) -> str:
+        return f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}" if len(values) > 1 else f"{values[0]:.3f}"
+
+    print(f"learned maps ({args.seeds} seeds of the model; mean ± sd over seeds):")
+    print(f"{'field':<40} {'cells':>5} {'in-sample':>15} {'LOFO':>15}")
+    for f in fields:
+        print(
+            f"{f:<40} {lofo[0][f].n_true:>5} {spread([insample[s][f].f1_06 for s in seeds]):>15} "
+            f"{spread([lofo[s][f].f1_06 for s in seeds]):>15}"
+        )
+    pooled_lofo = [pool_scores(list(lofo[s].values())).f1_06 for s in seeds]
+    pooled_in = [pool_scores(list(insample[s].values())).f1_06 for s in seeds]
+    n_true = sum(lofo[0][f].n_true for f in fields)
+    print(f"{'pooled':<40} {n_true:>5} {spread(pooled_in):>15} {spread(pooled_lofo):>15}")
+    print(f"learned segment_watershed: median {np.median(seconds):.2f} s per field (max {max(seconds):.2f})")
+    for f in check:
+        print(
+            f"check {f} (learned, fitted on all fields): F1 {spread([checks[s][f].f1_05 for s in seeds])} @0.5, "
+            f"{spread([checks[s][f].f1_06 for s in seeds])} @0.6"
+        )
+    if args.save_model:
+        models[0].save(args.save_model)
+        print(f"wrote {args.save_model} (fitted on all {len(fields)} fields, seed 0)")
+    return {
+        "lofo": {s: {f: v.row() for f, v in lofo[s].items()} for s in seeds},
+        "insample": {s: {f: v.row() for f, v in insample[s].items()} for s in seeds},
+        "check": {s: {f: v.row() for f, v in checks[s].items()} for s in seeds},
+        "pooled_f1_06": {"lofo": pooled_lofo, "insample": pooled_in},
+    }
+
+
+@cli_entry("bench segreal", build_parser)
+def main(argv: Sequence[str] | None = None) -> int:
+    """Print the LOFO tables; the last line is ``lofo_f1=... lofo_sd=... insample_f1=...
+    classical_lofo_f1=... default_f1=... fields=K settings=S seeds=N``."""
+    args = build_parser().parse_args(argv)
+    if args.seeds < 1 or args.epochs < 1 or args.pixels_per_field < 1:
+        raise InputError("--seeds, --epochs, --pixels-per-field: expected positive integers")
+    if args.save_model and args.maps == "classical":
+        raise InputError("--save-model: needs --maps learned or both (it writes the learned maps' model)")
+    grid = io.read_json(args.grid) if args.grid else DEFAULT_GRID
+    dev: dict[str, tuple] = {}
+    for folder in args.folders:
+        dev.update(read_reference_fields(folder))
+    check: dict[str, tuple] = {}
+    for folder in args.check:
+        check.update(read_reference_fields(folder))
+    for image_id, (_, _, note) in {**dev, **check}.items():
+        if note:
+            print(f"{image_id}: {note}")
+    print(f"{len(dev)} development fields, {len(check)} check fields")
+    out: dict = {}
+    if args.maps in ("classical", "both"):
+        out["classical"] = _classical(dev, check, grid, args.quiet)
+    if args.maps in ("learned", "both"):
+        out["learned"] = _learned(dev, check, args)
+    if args.out_json:
+        io.write_json(args.out_json, out, indent=2)
+    fields = f"fields={len(dev)} settings={out['classical']['n_settings'] if 'classical' in out else 0}"
+    if "learned" in out:
+        lofo, inside = out["learned"]["pooled_f1_06"]["lofo"], out["learned"]["pooled_f1_06"]["insample"]
+        head = (
+            f"lofo_f1={np.mean(lofo):.3f} lofo_sd={np.std(lofo, ddof=1) if len(lofo) > 1 else 0.0:.3f} "
+            f"insample_f1={np.mean(inside):.3f} "
+        )
+    else:
+        head = (
+            f"lofo_f1={out['classical']['pooled_f1_06']['lofo']:.3f} "
+            f"insample_f1={out['classical']['pooled_f1_06']['insample']:.3f} "
+        )
+    if "classical" in out:
+        head += (
+            f"classical_lofo_f1={out['classical']['pooled_f1_06']['lofo']:.3f} "
+            f"default_f1={out['classical']['pooled_f1_06']['default']:.3f} "
+        )
+    print(f"{head}{fields} seeds={args.seeds if 'learned' in out else 0}")
     return 0

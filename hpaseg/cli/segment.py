@@ -12,7 +12,7 @@ from .. import io
 from ..errors import InputError
 from ..evaluation.segmentation import compare_to_reference
 from ..io import check_output_path
-from ..segmentation import METHODS, WatershedParams, make_segmenter, segment_ids, segment_images
+from ..segmentation import CELL_MAPS, METHODS, WatershedParams, make_segmenter, segment_ids, segment_images
 from ..segmentation.hpacellseg import HPA_WEIGHTS_HINT
 from ..segmentation.precomputed import NUCLEI_SOURCES
 from .base import ArgumentParser, add_quiet, add_shard, cli_entry, configure_output, parse_shard
@@ -44,7 +44,21 @@ def build_parser() -> ArgumentParser:
         "--method",
         choices=METHODS,
         default="watershed",
-        help="watershed (default, no weights), hpacellseg (HPA-Cell-Segmentation models) or precomputed (read masks)",
+        help="watershed (default; its few kB of learned cell maps ship with hpaseg), hpacellseg "
+        "(HPA-Cell-Segmentation models) or precomputed (read masks)",
+    )
+    method.add_argument(
+        "--cell-maps",
+        choices=CELL_MAPS,
+        default=WatershedParams.cell_maps,
+        help="watershed: grow cells over the learned cell maps (default) or the classical stain maps",
+    )
+    method.add_argument(
+        "--cell-map-model",
+        type=Path,
+        metavar="NPZ",
+        help="watershed: a cell-map model written by `python -m hpaseg.bench segreal --save-model` "
+        "(default: the one shipped with hpaseg)",
     )
     method.add_argument(
         "--working-size-px",
@@ -100,15 +114,29 @@ def build_parser() -> ArgumentParser:
 
 def _options(args: Any) -> dict[str, Any]:
     """Options of the chosen method; options of another method are an error."""
-    given = {"--precomputed": args.mask_dir, "--nuclei-model": args.nuclei_model, "--cell-model": args.cell_model}
-    owner = {"--precomputed": "precomputed", "--nuclei-model": "hpacellseg", "--cell-model": "hpacellseg"}
+    given = {
+        "--precomputed": args.mask_dir,
+        "--nuclei-model": args.nuclei_model,
+        "--cell-model": args.cell_model,
+        "--cell-map-model": args.cell_map_model,
+    }
+    owner = {
+        "--precomputed": "precomputed",
+        "--nuclei-model": "hpacellseg",
+        "--cell-model": "hpacellseg",
+        "--cell-map-model": "watershed",
+    }
     for option, value in given.items():
         if value is not None and owner[option] != args.method:
             raise InputError(f"{option} is only used with --method {owner[option]} (got --method {args.method})")
     if args.nuclei_from is not None and args.method != "precomputed":
         raise InputError(f"--nuclei-from is only used with --method precomputed (got --method {args.method})")
     if args.method == "watershed":
-        return {"working_size_px": args.working_size_px}
+        return {
+            "working_size_px": args.working_size_px,
+            "cell_maps": args.cell_maps,
+            "cell_map_model": str(args.cell_map_model or ""),
+        }
     if args.method == "precomputed":
         if args.mask_dir is None:
             raise InputError("--method precomputed needs --precomputed DIR (the folder of the masks)")

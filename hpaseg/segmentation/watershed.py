@@ -1,5 +1,5 @@
-"""The built-in segmenter (``method="watershed"``): classical cells and nuclei of HPA RGBY
-fields, without trained weights.
+"""The built-in segmenter (``method="watershed"``): cells and nuclei of HPA RGBY fields
+without HPA-Cell-Segmentation's networks (its only weights, a few kB, ship with hpaseg).
 
 Aim: agree with HPA-Cell-Segmentation (the masks of the Kaggle HPA-SCC data) without
 its networks. Its post-processing (``hpacellseg.utils.label_cell``) turns two network
@@ -22,6 +22,14 @@ map by a classical estimate with a physical meaning:
   overrun the dim one);
 * no cell without a nucleus: cytoplasm that no nucleus reaches without crossing a deep
   seam belongs to a cell whose nucleus lies outside the field and is left out.
+
+By default (``cell_maps="learned"``) the cell interior and the relief come instead from
+a small per-pixel model fitted on real fields with HPA-Cell-Segmentation masks
+(:mod:`hpaseg.segmentation.cellmaps`: cell probability and distance to the cell's edge;
+:func:`learned_interior_map`); the classical maps above remain as ``cell_maps="classical"``.
+The classical maps put the border between touching cells of even brightness wherever the
+brighter flood arrives first; the learned distance map puts it where HPA's does
+(leave-one-field-out figures in ``benchmarks/RESULTS.md``).
 
 Everything runs at a working size of 512 px (HPA's networks also see a quarter of a
 2048-px field) and the labels are scaled back by nearest neighbour. All lengths and
@@ -56,17 +64,30 @@ from ..classes import REFERENCE_SIZE_PX, Channel
 from ..errors import InputError
 from ..transforms import resize_image, resize_labels
 from .base import check_rgby, relabel_pair
+from .cellmaps import CellMapModel, load_cell_map_model, predict_maps
+from .ops import blur as _blur
+from .ops import distance_inside as _distance
+from .ops import log_otsu as _log_otsu
 
 __all__ = [
+    "CELL_MAPS",
     "InteriorMap",
     "WatershedParams",
     "WatershedSegmenter",
     "grow_cells",
     "interior_map",
+    "learned_interior_map",
     "segment_nuclei",
     "segment_watershed",
     "working_scale",
 ]
+
+
+#: Values of :attr:`WatershedParams.cell_maps`.
+CELL_MAPS = ("learned", "classical")
+#: Relief floor of the learned maps: edge distances under this fraction of the typical
+#: cell's are no candidate cytoplasm peaks (see :func:`_orphan_pixels`).
+LEARNED_RELIEF_FLOOR = 0.1
 
 
 @dataclass(frozen=True)
@@ -161,6 +182,16 @@ class WatershedParams:
     #: Length over which ``relief_distance_weight`` is counted: about a nucleus radius.
     distance_unit_px_at_2048: float = 100.0
 
+    # ---- which maps the cells grow over
+    #: ``"learned"``: the cell probability and edge-distance maps of a small per-pixel
+    #: model fitted on real fields with HPA-Cell-Segmentation masks
+    #: (:mod:`hpaseg.segmentation.cellmaps`, weights shipped with hpaseg); ``"classical"``:
+    #: the smoothed microtubule + ER stain (:func:`interior_map`). Leave-one-field-out over
+    #: seven real fields, F1 at IoU 0.6: see ``benchmarks/RESULTS.md``.
+    cell_maps: str = "learned"
+    #: Path of the cell-map model (``.npz``); empty = the one shipped with hpaseg.
+    cell_map_model: str = ""
+
     def __post_init__(self) -> None:
         if self.working_size_px < 16:
             raise InputError(
@@ -179,6 +210,10 @@ class WatershedParams:
         for name, value in vars(self).items():
             if (name.endswith(("_px_at_2048", "_u8", "_weight"))) and value < 0:
                 raise InputError(f"{name}: expected >= 0, got {value}", param=name)
+        if self.cell_maps not in CELL_MAPS:
+            raise InputError(
+                f"cell_maps: expected one of {', '.join(CELL_MAPS)}, got {self.cell_maps!r}", param="cell_maps"
+            )
         if not 0.0 <= self.background_percentile <= 50.0:
             raise InputError(
                 f"background_percentile: expected 0-50, got {self.background_percentile}", param="background_percentile"
@@ -202,38 +237,6 @@ class InteriorMap(NamedTuple):
 # --------------------------------------------------------------------------- helpers
 def _area(area_px_at_2048: float, scale: float) -> int:
     return max(1, round(area_px_at_2048 * scale * scale))
-
-
-def _blur(x: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian blur (mirrored border) of a float32 image; sigma in its own pixels."""
-    if sigma <= 0:
-        return x
-    return cv2.GaussianBlur(x, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT)
-
-
-def _log_otsu(x: np.ndarray, offset: float = 1.0, bins: int = 256) -> float:
-    """Otsu's threshold of ``log(x + offset)``, returned on the linear scale."""
-    logs = np.log(np.maximum(x, 0) + offset).ravel()
-    lo, hi = float(logs.min()), float(logs.max())
-    if hi - lo <= 1e-9:
-        return float(x.max())
-    hist, edges = np.histogram(logs, bins=bins, range=(lo, hi))
-    centers = 0.5 * (edges[:-1] + edges[1:])
-    w0 = np.cumsum(hist).astype(np.float64)
-    w1 = w0[-1] - w0
-    m0 = np.cumsum(hist * centers)
-    mu0 = m0 / np.maximum(w0, 1)
-    mu1 = (m0[-1] - m0) / np.maximum(w1, 1)
-    between = w0 * w1 * (mu0 - mu1) ** 2
-    k = int(np.argmax(between[:-1]))
-    return float(np.exp(edges[k + 1]) - offset)
-
-
-def _distance(mask: np.ndarray) -> np.ndarray:
-    """Euclidean distance of each ``mask`` pixel to the nearest non-mask pixel; the image
-    frame is not a boundary (objects cut by the border keep their inner distances)."""
-    padded = cv2.copyMakeBorder(mask.astype(np.uint8), 1, 1, 1, 1, cv2.BORDER_REPLICATE)
-    return cv2.distanceTransform(padded, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1]
 
 
 def _label(mask: np.ndarray) -> tuple[np.ndarray, int]:
@@ -403,6 +406,47 @@ def interior_map(stain: np.ndarray, *, scale: float, params: WatershedParams = W
     unit = max(level - background, contrast, 1e-6)
     relief = (_blur(stain, p.relief_smoothing_px_at_2048 * scale) - background) / unit
     return InteriorMap(interior, background + contrast, relief.astype(np.float32), contrast / unit)
+
+
+def learned_interior_map(
+    work: np.ndarray,
+    nuclei: np.ndarray,
+    *,
+    scale: float,
+    params: WatershedParams = WatershedParams(),
+    model: CellMapModel | None = None,
+) -> InteriorMap:
+    """Interior and relief from the learned cell maps (:mod:`hpaseg.segmentation.cellmaps`).
+
+    The interior is the cell probability (threshold 0.5); the relief is the predicted
+    distance to the cell edge in units of its median over probable cell pixels, so that
+    :func:`grow_cells` floods from the nuclei outwards and neighbours meet where the
+    model puts the edge between them.
+
+    Parameters
+    ----------
+    work : ndarray, shape (H, W, 4), float
+        RGBY field at the working size.
+    nuclei : ndarray, shape (H, W), int
+        From :func:`segment_nuclei`.
+    scale : float
+        Pixels of ``work`` per pixel of a 2048-px field of view.
+    params : WatershedParams
+        ``cell_map_model`` names the model (empty: the shipped one).
+    model : CellMapModel, optional
+        A model in memory, used instead of ``params.cell_map_model``.
+
+    Returns
+    -------
+    InteriorMap
+    """
+    if model is None:
+        model = load_cell_map_model(params.cell_map_model or None)
+    is_cell, distance = predict_maps(model, work, scale, nuclei)
+    inside = is_cell > 0.5
+    typical = float(np.median(distance[inside])) if inside.any() else 1.0
+    relief = (distance / max(typical, 1e-3)).astype(np.float32)
+    return InteriorMap(is_cell.astype(np.float32), 0.5, relief, LEARNED_RELIEF_FLOOR)
 
 
 def grow_cells(
@@ -651,7 +695,7 @@ def _adjacent_saddles(labels: np.ndarray, height: np.ndarray) -> dict[tuple[int,
 
 
 def segment_watershed(
-    image: np.ndarray, *, params: WatershedParams = WatershedParams()
+    image: np.ndarray, *, params: WatershedParams = WatershedParams(), model: CellMapModel | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Segment the cells and nuclei of one RGBY field, without trained weights.
 
@@ -665,6 +709,9 @@ def segment_watershed(
     image : ndarray, shape (H, W, 4), uint8
         Red (microtubules), green (protein; unused), blue (nuclei), yellow (ER).
     params : WatershedParams
+    model : CellMapModel, optional
+        Cell-map model in memory for ``params.cell_maps == "learned"`` (default: the
+        file ``params.cell_map_model``, or the shipped one).
 
     Returns
     -------
@@ -678,8 +725,11 @@ def segment_watershed(
     work_shape = (max(1, round(full_shape[0] * resize)), max(1, round(full_shape[1] * resize)))
     work = resize_image(image.astype(np.float32), work_shape)
     nuclei = segment_nuclei(work[..., Channel.BLUE], scale=scale, params=params)
-    stain = work[..., Channel.RED] + work[..., Channel.YELLOW]
-    cells = grow_cells(nuclei, interior_map(stain, scale=scale, params=params), scale=scale, params=params)
+    if params.cell_maps == "learned":
+        interior = learned_interior_map(work, nuclei, scale=scale, params=params, model=model)
+    else:
+        interior = interior_map(work[..., Channel.RED] + work[..., Channel.YELLOW], scale=scale, params=params)
+    cells = grow_cells(nuclei, interior, scale=scale, params=params)
     cells, nuclei = relabel_pair(cells, np.where(cells == nuclei, nuclei, 0), drop_cells_without_nucleus=True)
     return resize_labels(cells, full_shape), resize_labels(nuclei, full_shape)
 

@@ -325,7 +325,8 @@ def test_reference_scores_real_fields_and_precomputed_cell_masks_alone(shared_da
         ["ID", "n_true", "n_pred", "f1_iou05", "f1_iou06", "mean_best_iou", "splits", "merges"],
     )
     assert table["ID"].tolist()[-1] == "pooled" and len(table) == 5
-    assert all(float(v) >= 0.9 for v in table["f1_iou06"]), table
+    assert all(float(v) >= 0.85 for v in table["f1_iou06"]), table  # learned maps (classical: 0.97-1)
+    assert float(table["f1_iou06"].iloc[-1]) >= 0.9, table
     assert "pooled: 55 reference cells" in stdout
     rc, stdout, err = _run(
         capsys,
@@ -352,3 +353,28 @@ def test_reference_scores_real_fields_and_precomputed_cell_masks_alone(shared_da
     _assert_one_line_error(rc, err, "--nuclei-from", "--method precomputed")
     rc, _, err = _run(capsys, "--data", data, "--out", tmp_path / "x", "--reference", tmp_path / "none")
     _assert_one_line_error(rc, err, "--reference", "no such folder")
+
+
+def test_cell_maps_options(tmp_path, capsys):
+    _dataset(tmp_path / "data", 1, shape=(64, 64))
+    rc, _, _ = _run(capsys, "--data", tmp_path / "data", "--out", tmp_path / "c", "--cell-maps", "classical")
+    assert rc == 0 and (tmp_path / "c" / "img00_cellmask.png").is_file()
+    rc, _, err = _run(
+        capsys, "--data", tmp_path / "data", "--out", tmp_path / "m", "--cell-map-model", tmp_path / "none.npz"
+    )
+    _assert_one_line_error(rc, err, "none.npz", "no cell-map model there")
+    assert not (tmp_path / "m" / "img00_cellmask.png").exists()
+    rc, _, err = _run(
+        capsys,
+        "--data",
+        tmp_path / "data",
+        "--out",
+        tmp_path / "p",
+        "--method",
+        "precomputed",
+        "--precomputed",
+        tmp_path / "c",
+        "--cell-map-model",
+        tmp_path / "none.npz",
+    )
+    _assert_one_line_error(rc, err, "--cell-map-model", "--method watershed")

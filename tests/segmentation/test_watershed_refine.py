@@ -12,6 +12,7 @@ from hpaseg.bench import segreal
 from hpaseg.errors import InputError
 from hpaseg.evaluation.segmentation import SegmentationScore
 from hpaseg.segmentation import WatershedParams, grow_cells, segment_nuclei
+from hpaseg.segmentation.cellmaps import load_cell_map_model
 from hpaseg.segmentation.watershed import InteriorMap, _join_wide_necks
 
 
@@ -107,8 +108,20 @@ def test_bench_segreal_runs_on_small_fields_with_and_without_green(tmp_path, cap
     (tmp_path / "b" / "f2_green.png").unlink()
     grid = tmp_path / "grid.json"
     io.write_json(grid, {"nucleus_merge_neck_fraction": [0.0, 0.7]})
-    assert segreal.main([str(tmp_path / "a"), "--check", str(tmp_path / "b"), "--grid", str(grid), "--quiet"]) == 0
+    model = tmp_path / "maps.npz"
+    argv = [str(tmp_path / "a"), "--check", str(tmp_path / "b"), "--grid", str(grid), "--quiet"]
+    fast = ["--seeds", "2", "--epochs", "2", "--pixels-per-field", "3000", "--save-model", str(model)]
+    assert segreal.main(argv + fast + ["--out-json", str(tmp_path / "s.json")]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert any("f2: no green file" in line for line in lines)
-    assert any(line.startswith("check f2:") for line in lines)
-    assert lines[-1].startswith("lofo_f1=") and "fields=2 settings=2" in lines[-1]
+    assert any(line.startswith("check f2 (classical):") for line in lines)
+    assert any(line.startswith("check f2 (learned, fitted on all fields):") for line in lines)
+    assert lines[-1].startswith("lofo_f1=") and "fields=2 settings=2 seeds=2" in lines[-1]
+    result = io.read_json(tmp_path / "s.json")
+    # LOFO: each field scored by a model fitted without it; the saved model is the all-fields one
+    assert set(result["learned"]["lofo"]["0"]) == {"f0", "f1"} and len(result["learned"]["pooled_f1_06"]["lofo"]) == 2
+    assert "'f0', 'f1'" in load_cell_map_model(model).meta["fitted"]
+    assert segreal.main([str(tmp_path / "a"), "--maps", "classical", "--grid", str(grid), "--quiet"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].endswith("seeds=0")
+    assert segreal.main([str(tmp_path / "a"), "--maps", "classical", "--save-model", str(model)]) == 2
+    assert "--save-model: needs --maps learned" in capsys.readouterr().err

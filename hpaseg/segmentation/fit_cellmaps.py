@@ -1,0 +1,128 @@
+"""Fitting the cell-map model of :mod:`hpaseg.segmentation.cellmaps` (torch; only the
+benchmark that writes the shipped weights imports it, segmentation itself runs on numpy)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..classes import Channel
+from ..errors import InputError
+from ..transforms import resize_image, resize_labels
+from .base import check_rgby
+from .cellmaps import CellMapModel, map_grid, map_targets, pixel_features
+from .watershed import WatershedParams, segment_nuclei, working_scale
+
+__all__ = ["fit_cell_map_model", "training_field"]
+
+
+def fit_cell_map_model(
+    fields: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    *,
+    pixels_per_field: int = 100_000,
+    hidden: int = 64,
+    epochs: int = 20,
+    lr: float = 3e-3,
+    seed: int = 0,
+    names: list[str] | None = None,
+) -> CellMapModel:
+    """Fit the cell-map model on fields with reference cells.
+
+    Parameters
+    ----------
+    fields : list of (features, is_cell, distance)
+        Per field: :func:`pixel_features` (H, W, F) and :func:`map_targets` (H, W) each.
+    pixels_per_field : int
+        Pixels drawn at random from each field (all when fewer), so that every field
+        counts alike whatever its size.
+    hidden, epochs, lr, seed : int, int, float, int
+        Width of the two hidden layers; passes over the drawn pixels (batches of 4096,
+        AdamW with weight decay 1e-4, one-cycle schedule peaking at ``lr``); seed of the
+        draw and of the initial weights.
+    names : list of str, optional
+        Field names, recorded in the model's ``meta``.
+
+    Returns
+    -------
+    CellMapModel
+    """
+    if not fields:
+        raise InputError("fit_cell_map_model: expected at least one field with reference cells")
+    rng = np.random.default_rng(seed)
+    xs, fgs, ds = [], [], []
+    for features, is_cell, distance in fields:
+        x = features.reshape(-1, features.shape[-1])
+        take = rng.choice(len(x), min(pixels_per_field, len(x)), replace=False)
+        xs.append(x[take])
+        fgs.append(is_cell.reshape(-1)[take])
+        ds.append(distance.reshape(-1)[take])
+    x_all = np.concatenate(xs).astype(np.float32)
+    mean, std = x_all.mean(0), x_all.std(0) + 1e-6
+    torch.manual_seed(seed)
+    xt = torch.from_numpy((x_all - mean) / std)
+    fgt = torch.from_numpy(np.concatenate(fgs).astype(np.float32))
+    dt = torch.from_numpy(np.concatenate(ds).astype(np.float32))
+    net = torch.nn.Sequential(
+        torch.nn.Linear(xt.shape[1], hidden),
+        torch.nn.ReLU(),
+        torch.nn.Linear(hidden, hidden),
+        torch.nn.ReLU(),
+        torch.nn.Linear(hidden, 2),
+    )
+    batch = 4096
+    steps = epochs * -(-len(xt) // batch)
+    opt = torch.optim.AdamW(net.parameters(), lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        order = torch.randperm(len(xt), generator=generator)
+        for i in range(0, len(xt), batch):
+            idx = order[i : i + batch]
+            out = net(xt[idx])
+            cell = fgt[idx] > 0
+            loss = bce(out[:, 0], fgt[idx])
+            if cell.any():  # the distance is learned inside cells only
+                loss = loss + bce(out[cell, 1], dt[idx][cell])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+    linear = [m for m in net if isinstance(m, torch.nn.Linear)]
+    layers = tuple((m.weight.detach().numpy().T.copy(), m.bias.detach().numpy().copy()) for m in linear)
+    meta = {"fields": list(names or []), "seed": seed, "pixels_per_field": pixels_per_field, "epochs": epochs}
+    return CellMapModel(layers, mean.astype(np.float32), std.astype(np.float32), meta)
+
+
+def training_field(
+    image: np.ndarray, reference: np.ndarray, *, params: WatershedParams = WatershedParams()
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Features and targets of one RGBY field with reference cells, on the maps' grid
+    (:func:`~hpaseg.segmentation.cellmaps.map_grid`, as at run time).
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, 4)
+        RGBY field as :func:`~hpaseg.segmentation.watershed.segment_watershed` takes it.
+    reference : ndarray, shape (H, W), int
+        Reference cells (HPA-Cell-Segmentation's, say).
+    params : WatershedParams
+        Working size and nucleus settings (the nuclei are the segmenter's own, as at run time).
+
+    Returns
+    -------
+    features, is_cell, distance
+        :func:`~hpaseg.segmentation.cellmaps.pixel_features` and
+        :func:`~hpaseg.segmentation.cellmaps.map_targets` of the field.
+    """
+    image = check_rgby(image, "training_field")
+    if reference.shape != image.shape[:2]:
+        raise InputError(f"reference: expected shape {image.shape[:2]} like its image, got {reference.shape}")
+    resize, scale = working_scale(image.shape, params.working_size_px)
+    shape = (max(1, round(image.shape[0] * resize)), max(1, round(image.shape[1] * resize)))
+    work = resize_image(image.astype(np.float32), shape)
+    nuclei = segment_nuclei(work[..., Channel.BLUE], scale=scale, params=params)
+    small, small_scale, small_nuclei = map_grid(work, scale, nuclei)  # as predict_maps sees the field
+    features = pixel_features(small, small_scale, small_nuclei)
+    is_cell, distance = map_targets(resize_labels(np.asarray(reference), small.shape[:2]), small_scale)
+    return features, is_cell, distance
