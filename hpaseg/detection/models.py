@@ -13,6 +13,9 @@ Backbones (``BACKBONES``):
 * ``densenet121_c5``: the earlier HPA work's variant, the final 1024-channel map alone
   (one feature level; heavier heads, kept for comparison).
 * ``resnet101_fpn``, ``resnext101_fpn`` (ResNeXt101-32x8d): torchvision's ResNet-FPN.
+* ``resnet18_fpn``: ResNet18-FPN, the light backbone of the CPU preset
+  (:data:`hpaseg.pipeline.routes.MASKRCNN_CPU`): far fewer operations per iteration, so
+  more iterations fit a CPU budget; the GPU preset stays DenseNet121 / ResNet101 / ResNeXt101.
 
 Pretrained weights: ``pretrained=None`` (random), ``"imagenet"`` (torchvision's download
 API; needs the internet or a filled ``TORCH_HOME`` cache) or a path to a torchvision
@@ -87,7 +90,10 @@ _NETS: dict[str, tuple[Callable[..., nn.Module], str, str]] = {
     "densenet121_c5": (torchvision.models.densenet121, "features.conv0.weight", "DenseNet121_Weights"),
     "resnet101_fpn": (torchvision.models.resnet101, "conv1.weight", "ResNet101_Weights"),
     "resnext101_fpn": (torchvision.models.resnext101_32x8d, "conv1.weight", "ResNeXt101_32X8D_Weights"),
+    "resnet18_fpn": (torchvision.models.resnet18, "conv1.weight", "ResNet18_Weights"),
 }
+#: Channels of layers 1-4 of the ResNets (BasicBlock for ResNet18, Bottleneck otherwise).
+_RESNET_CHANNELS: dict[str, list[int]] = {"resnet18_fpn": [64, 128, 256, 512]}
 BACKBONES: tuple[str, ...] = tuple(_NETS)
 DEFAULT_BACKBONE = "densenet121"
 
@@ -224,7 +230,7 @@ def _feature_extractor(backbone: str, pretrained: str | Path | None, frozen: boo
         BackboneWithFPN(
             net,
             return_layers={"layer1": "0", "layer2": "1", "layer3": "2", "layer4": "3"},
-            in_channels_list=[256, 512, 1024, 2048],
+            in_channels_list=_RESNET_CHANNELS.get(backbone, [256, 512, 1024, 2048]),
             out_channels=_FPN_CHANNELS,
             extra_blocks=LastLevelMaxPool(),
         ),

@@ -29,7 +29,17 @@ from ..submission import read_submission
 from ..synth import generate_dataset
 from ..viz import CellPanel, cells_from_submission_row, plot_cell_panels
 from ..viz.images import figure_to_rgb
-from .routes import MASKRCNN_CPU_ITERS, PRIOR, RANDOM, WEAK, RoutesConfig, RouteScore, routes_table, run_routes
+from .routes import (
+    MASKRCNN_CPU,
+    MASKRCNN_CPU_ITERS,
+    PRIOR,
+    RANDOM,
+    WEAK,
+    RoutesConfig,
+    RouteScore,
+    routes_table,
+    run_routes,
+)
 
 __all__ = ["DemoConfig", "run_demo", "PRIOR", "RANDOM", "WEAK", "LEARNED"]
 
@@ -49,7 +59,7 @@ class DemoConfig:
     size: int = 512
     seed: int = 0
     workers: int = 2
-    backbone: str = "densenet121"
+    backbone: str = MASKRCNN_CPU["backbone"]
     train_iters: int = 30  # Mask R-CNN: a glimpse (the demo stays under 4 minutes on 2 cores); bench learn trains routes.MASKRCNN_CPU_ITERS
     image_size: int = 256
     batch_size: int = 2
@@ -135,7 +145,7 @@ def _synth(cfg: DemoConfig, out: Path, data: Path) -> None:
 
 
 def _segment(cfg: DemoConfig, data: Path, masks: Path) -> dict:
-    t = _step("2/5 segmentation (built-in watershed, no weights)")
+    t = _step("2/5 segmentation (built-in watershed over its learned cell maps)")
     for split in ("train", "test"):
         log.info(
             segment_images(

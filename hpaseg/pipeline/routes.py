@@ -87,15 +87,23 @@ RANDOM = "random labels"
 WEAK = "weak-label baseline (true image labels on every cell)"
 WEAK_MASKRCNN = "weak-label baseline on Mask R-CNN's cells"
 
-#: Mask R-CNN settings of the CPU routes: 256 px, 2 images per iteration, ``base_lr`` 0.16
-#: per 16 images (0.02 at batch 2), 50 warm-up iterations, 128 RoIs per image. Chosen on a
-#: validation split of the training images (DenseNet121, 300 iterations on propagated
-#: labels): validation mAP 0.24 at ``base_lr`` 0.16, 0.12 at 0.08; 128 RoIs per image
-#: rather than 512 make an iteration faster.
-MASKRCNN_CPU: dict = {"image_size": 256, "batch_size": 2, "base_lr": 0.16, "warmup_iters": 50, "roi_batch_size": 64}
-#: Mask R-CNN iterations of the CPU routes: with 64 RoIs per image (half the mask head's
-#: work of 128) about 2.2 s an iteration on 2 cores, so that training, the label head's
-#: fit on the cells included, stays within 10 minutes.
+#: Mask R-CNN settings of the CPU routes: ResNet18-FPN (the light backbone: the CPU budget
+#: buys iterations, not depth; the GPU preset keeps DenseNet121 / ResNet101 / ResNeXt101),
+#: 256 px, 2 images per iteration, ``base_lr`` 0.16 per 16 images (0.02 at batch 2), 50
+#: warm-up iterations, 64 RoIs per image. ``base_lr`` chosen on a validation split of the
+#: training images (DenseNet121, 300 iterations on propagated labels): validation mAP 0.24
+#: at 0.16, 0.12 at 0.08; fewer RoIs per image than detectron2's 512 make an iteration faster.
+MASKRCNN_CPU: dict = {
+    "backbone": "resnet18_fpn",
+    "image_size": 256,
+    "batch_size": 2,
+    "base_lr": 0.16,
+    "warmup_iters": 50,
+    "roi_batch_size": 64,
+}
+#: Mask R-CNN iterations of the CPU routes: about 2 s an iteration on 2 cores (ResNet18-FPN,
+#: 64 RoIs per image), so that training, the label head's one-minute fit on the cells
+#: included, stays within 10 minutes (``bench learn``: benchmarks/RESULTS.md).
 MASKRCNN_CPU_ITERS = 240
 
 

@@ -98,6 +98,7 @@ _TORCHVISION_NETS = {
     "densenet121_c5": (torchvision.models.densenet121, "features.conv0.weight", "classifier."),
     "resnet101_fpn": (torchvision.models.resnet101, "conv1.weight", "fc."),
     "resnext101_fpn": (torchvision.models.resnext101_32x8d, "conv1.weight", "fc."),
+    "resnet18_fpn": (torchvision.models.resnet18, "conv1.weight", "fc."),
 }
 
 
