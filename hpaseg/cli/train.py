@@ -83,32 +83,32 @@ def build_parser() -> ArgumentParser:
     add_shard(g)
     g = parser.add_argument_group("schedule")
     g.add_argument(
-        "--image-size", type=int, default=d.image_size, help=f"working size, longer side in px (default {d.image_size})"
+        "--image-size", type=int, default=None, help=f"working size, longer side in px (default {d.image_size})"
     )
     g.add_argument(
         "--batch-size",
         type=int,
-        default=d.batch_size,
+        default=None,
         help=f"images per process per iteration (default {d.batch_size})",
     )
-    g.add_argument("--max-iter", type=int, default=d.max_iter, help=f"iterations (default {d.max_iter})")
+    g.add_argument("--max-iter", type=int, default=None, help=f"iterations (default {d.max_iter})")
     g.add_argument(
         "--lr",
         dest="base_lr",
         type=float,
-        default=d.base_lr,
+        default=None,
         help=f"learning rate for {REFERENCE_BATCH} images per iteration, scaled linearly (default {d.base_lr})",
     )
     g.add_argument(
         "--checkpoint-period",
         type=int,
-        default=d.checkpoint_period,
+        default=None,
         help=f"iterations between checkpoints (default {d.checkpoint_period})",
     )
     g.add_argument(
         "--eval-period",
         type=int,
-        default=d.eval_period,
+        default=None,
         help=f"iterations between validation mAPs, 0 = end only (default {d.eval_period})",
     )
     g = parser.add_argument_group("hardware")
@@ -129,7 +129,34 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
+#: The torchvision engine's schedule options and the detectron2 keys that set the same
+#: thing (the detectron2 engine takes its schedule from the YAML and ``--opts``).
+SCHEDULE_KEYS: dict[str, tuple[str, str]] = {
+    "image_size": ("--image-size", "INPUT.MIN_SIZE_TRAIN and INPUT.MAX_SIZE_TRAIN"),
+    "batch_size": ("--batch-size", "SOLVER.IMS_PER_BATCH"),
+    "max_iter": ("--max-iter", "SOLVER.MAX_ITER"),
+    "base_lr": ("--lr", "SOLVER.BASE_LR"),
+    "checkpoint_period": ("--checkpoint-period", "SOLVER.CHECKPOINT_PERIOD"),
+    "eval_period": ("--eval-period", "TEST.EVAL_PERIOD"),
+}
+
+
+def _schedule(args) -> dict:
+    """The schedule options as given, the torchvision engine's defaults where not."""
+    return {
+        name: getattr(TrainConfig, name) if getattr(args, name) is None else getattr(args, name)
+        for name in SCHEDULE_KEYS
+    }
+
+
 def _train_detectron2(args) -> int:
+    given = [name for name in SCHEDULE_KEYS if getattr(args, name) is not None]
+    if given:
+        flag, key = SCHEDULE_KEYS[given[0]]
+        raise InputError(
+            f"{flag} is for the torchvision engine; with --engine detectron2 the YAML sets it: "
+            f"--opts {key.split(' and ')[0]} VALUE (here: {key})"
+        )
 
     if not args.config:
         raise InputError(
@@ -161,7 +188,7 @@ def _cache_only(args) -> int:
     cache_dir, n_images, before = cache_dataset(
         args.dataset,
         args.data,
-        args.image_size,
+        _schedule(args)["image_size"],
         shard=shard,
         workers=default_workers() if args.workers is None else max(1, args.workers),
         progress=not args.quiet,
@@ -197,23 +224,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _train_detectron2(args)
     if args.config:
         raise InputError("--config is for --engine detectron2; the torchvision engine takes options and --opts")
+    schedule = _schedule(args)
     cfg = TrainConfig(
         backbone=args.backbone,
         dataset=str(args.dataset),
         data=str(args.data),
         out=str(args.out),
-        image_size=args.image_size,
-        batch_size=args.batch_size,
-        max_iter=args.max_iter,
-        base_lr=args.base_lr,
-        checkpoint_period=args.checkpoint_period,
-        eval_period=args.eval_period,
+        **schedule,
         pretrained=args.pretrained,
         device=args.device,
         workers=default_workers() if args.workers is None else args.workers,
         amp=not args.no_amp,
         seed=args.seed,
-        warmup_iters=min(TrainConfig.warmup_iters, max(1, args.max_iter // 5)),
+        warmup_iters=min(TrainConfig.warmup_iters, max(1, schedule["max_iter"] // 5)),
         teacher=args.teacher,
         distill_weight=TrainConfig.distill_weight if args.distill_weight is None else args.distill_weight,
     )

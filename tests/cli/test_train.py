@@ -64,6 +64,14 @@ def test_resume_continues_from_last_checkpoint(trained_run, tiny_dataset, tmp_pa
         (["--teacher", "no/such/run"], "--teacher no/such/run: no such run folder or file"),
         (["--distill-weight", "1.5"], "--distill-weight 1.5: expected a number in [0, 1]"),
         (["--opts", "label_inputs", "pixels"], "label_inputs 'pixels': expected one of features, pixels+features"),
+        (
+            ["--engine", "detectron2", "--config", "mask_rcnn_R_101_FPN_hpa.yaml", "--lr", "0.01"],
+            "--lr is for the torchvision engine; with --engine detectron2 the YAML sets it: --opts SOLVER.BASE_LR",
+        ),
+        (
+            ["--engine", "detectron2", "--config", "mask_rcnn_R_101_FPN_hpa.yaml", "--max-iter", "10"],
+            "--opts SOLVER.MAX_ITER VALUE",
+        ),
     ],
 )
 def test_bad_options(tiny_dataset, tmp_path, capsys, extra, message):
