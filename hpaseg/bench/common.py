@@ -11,13 +11,23 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
+import pandas as pd
 import torch
 
 from ..errors import InputError
 from ..labels import propagate_dataset
 from ..synth import generate_dataset
 
-__all__ = ["StepTimer", "peak_rss_mb", "pinned_cores", "synth_folder", "synth_training_set", "sync", "machine"]
+__all__ = [
+    "StepTimer",
+    "plus_minus",
+    "peak_rss_mb",
+    "pinned_cores",
+    "synth_folder",
+    "synth_training_set",
+    "sync",
+    "machine",
+]
 
 
 def peak_rss_mb() -> float:
@@ -131,3 +141,14 @@ def machine(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"CPU ({torch.get_num_threads()} threads, {len(os.sched_getaffinity(0))} cores allowed)"
+
+
+def plus_minus(mean: float, sd: float) -> str:
+    """``"mean ± sd"`` to 3 decimals; ``"mean"`` when ``sd`` is missing (one value), ``"–"`` when ``mean`` is.
+
+    >>> plus_minus(0.8766, 0.0123), plus_minus(0.5, float("nan")), plus_minus(float("nan"), 0.1)
+    ('0.877 ± 0.012', '0.500', '–')
+    """
+    if pd.isna(mean):
+        return "–"
+    return f"{mean:.3f}" if pd.isna(sd) else f"{mean:.3f} ± {sd:.3f}"

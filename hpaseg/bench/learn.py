@@ -62,6 +62,7 @@ from ..submission import read_submission
 from ..synth import generate_dataset
 from ..viz.study import results_markdown
 from ..weak import ScoreRule
+from .common import plus_minus
 
 __all__ = [
     "SMOKE",
@@ -210,20 +211,14 @@ def summarize_rules(rules: pd.DataFrame) -> pd.DataFrame:
     return paired_summary(rules, key="rule", unit="seed", values=["mAP", "cell_macro_ap"], baseline=default_rule_name())
 
 
-def _pm(mean: float, sd: float) -> str:
-    if pd.isna(mean):
-        return "–"
-    return f"{mean:.3f}" if pd.isna(sd) else f"{mean:.3f} ± {sd:.3f}"
-
-
 def summary_markdown(summary: pd.DataFrame, key: str, values: Sequence[str], against: str) -> str:
     """The summary as a Markdown table: mean ± sd per figure, the paired difference ± sd, the verdict."""
     table = pd.DataFrame(
         {
             key: summary[key],
             "seeds": summary["n"],
-            **{v: [_pm(m, s) for m, s in zip(summary[v], summary[f"{v}_sd"])] for v in values},
-            f"diff to {against}": [_pm(m, s) for m, s in zip(summary["diff"], summary["diff_sd"])],
+            **{v: [plus_minus(m, s) for m, s in zip(summary[v], summary[f"{v}_sd"])] for v in values},
+            f"diff to {against}": [plus_minus(m, s) for m, s in zip(summary["diff"], summary["diff_sd"])],
             "verdict": summary["verdict"],
         }
     )

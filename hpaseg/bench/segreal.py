@@ -43,6 +43,7 @@ from ..errors import InputError
 from ..evaluation.segmentation import SegmentationScore, pool_scores, score_segmentation
 from ..segmentation import WatershedParams, segment_watershed
 from ..segmentation.fit_cellmaps import fit_cell_map_model, training_field
+from .common import plus_minus
 
 __all__ = ["DEFAULT_GRID", "build_parser", "choose_lofo", "grid_settings", "main", "read_reference_fields"]
 
@@ -213,19 +214,28 @@ def _classical(dev: dict, check: dict, grid: dict, quiet: bool) -> dict:
     }
 
 
-def _learned(dev: dict, check: dict, args) -> dict:
+def _learned(
+    dev: dict,
+    check: dict,
+    *,
+    seeds: int,
+    pixels_per_field: int,
+    epochs: int,
+    save_model: str | None,
+    quiet: bool,
+) -> dict:
     """The learned maps: per seed, a model fitted without each field scores it (LOFO) and a
     model fitted on all fields scores every field (in-sample) and the check fields."""
     fields = list(dev)
     params = WatershedParams()
     t0 = time.perf_counter()
     data = {f: training_field(dev[f][0], dev[f][1], params=params) for f in fields}
-    if not args.quiet:
+    if not quiet:
         print(f"learned maps: features of {len(fields)} fields in {time.perf_counter() - t0:.0f} s", flush=True)
 
     def fit(names: list[str], seed: int):
         return fit_cell_map_model(
-            [data[f] for f in names], pixels_per_field=args.pixels_per_field, epochs=args.epochs, seed=seed, names=names
+            [data[f] for f in names], pixels_per_field=pixels_per_field, epochs=epochs, seed=seed, names=names
         )
 
     lofo: dict[int, dict[str, SegmentationScore]] = {}
@@ -233,7 +243,7 @@ def _learned(dev: dict, check: dict, args) -> dict:
     checks: dict[int, dict[str, SegmentationScore]] = {}
     seconds = []
     models = {}
-    for seed in range(args.seeds):
+    for seed in range(seeds):
         lofo[seed], insample[seed], checks[seed] = {}, {}, {}
         for f in fields:
             model = fit([g for g in fields if g != f], seed)
@@ -246,41 +256,41 @@ def _learned(dev: dict, check: dict, args) -> dict:
             insample[seed][f] = score_segmentation(dev[f][1], cells)
         for f, (image, reference, _) in check.items():
             checks[seed][f] = score_segmentation(reference, segment_watershed(image, params=params, model=model)[0])
-        if not args.quiet:
+        if not quiet:
             print(
                 f"  seed {seed}: LOFO pooled F1@0.6 {pool_scores(list(lofo[seed].values())).f1_06:.3f}, "
                 f"in-sample {pool_scores(list(insample[seed].values())).f1_06:.3f}",
                 flush=True,
             )
-    seeds = list(range(args.seeds))
+    runs = list(range(seeds))
 
     def spread(values: list[float]) -> str:
-        return f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}" if len(values) > 1 else f"{values[0]:.3f}"
+        return plus_minus(float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else float("nan"))
 
-    print(f"learned maps ({args.seeds} seeds of the model; mean ± sd over seeds):")
+    print(f"learned maps ({seeds} seeds of the model; mean ± sd over seeds):")
     print(f"{'field':<40} {'cells':>5} {'in-sample':>15} {'LOFO':>15}")
     for f in fields:
         print(
-            f"{f:<40} {lofo[0][f].n_true:>5} {spread([insample[s][f].f1_06 for s in seeds]):>15} "
-            f"{spread([lofo[s][f].f1_06 for s in seeds]):>15}"
+            f"{f:<40} {lofo[0][f].n_true:>5} {spread([insample[s][f].f1_06 for s in runs]):>15} "
+            f"{spread([lofo[s][f].f1_06 for s in runs]):>15}"
         )
-    pooled_lofo = [pool_scores(list(lofo[s].values())).f1_06 for s in seeds]
-    pooled_in = [pool_scores(list(insample[s].values())).f1_06 for s in seeds]
+    pooled_lofo = [pool_scores(list(lofo[s].values())).f1_06 for s in runs]
+    pooled_in = [pool_scores(list(insample[s].values())).f1_06 for s in runs]
     n_true = sum(lofo[0][f].n_true for f in fields)
     print(f"{'pooled':<40} {n_true:>5} {spread(pooled_in):>15} {spread(pooled_lofo):>15}")
     print(f"learned segment_watershed: median {np.median(seconds):.2f} s per field (max {max(seconds):.2f})")
     for f in check:
         print(
-            f"check {f} (learned, fitted on all fields): F1 {spread([checks[s][f].f1_05 for s in seeds])} @0.5, "
-            f"{spread([checks[s][f].f1_06 for s in seeds])} @0.6"
+            f"check {f} (learned, fitted on all fields): F1 {spread([checks[s][f].f1_05 for s in runs])} @0.5, "
+            f"{spread([checks[s][f].f1_06 for s in runs])} @0.6"
         )
-    if args.save_model:
-        models[0].save(args.save_model)
-        print(f"wrote {args.save_model} (fitted on all {len(fields)} fields, seed 0)")
+    if save_model:
+        models[0].save(save_model)
+        print(f"wrote {save_model} (fitted on all {len(fields)} fields, seed 0)")
     return {
-        "lofo": {s: {f: v.row() for f, v in lofo[s].items()} for s in seeds},
-        "insample": {s: {f: v.row() for f, v in insample[s].items()} for s in seeds},
-        "check": {s: {f: v.row() for f, v in checks[s].items()} for s in seeds},
+        "lofo": {s: {f: v.row() for f, v in lofo[s].items()} for s in runs},
+        "insample": {s: {f: v.row() for f, v in insample[s].items()} for s in runs},
+        "check": {s: {f: v.row() for f, v in checks[s].items()} for s in runs},
         "pooled_f1_06": {"lofo": pooled_lofo, "insample": pooled_in},
     }
 
@@ -309,7 +319,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.maps in ("classical", "both"):
         out["classical"] = _classical(dev, check, grid, args.quiet)
     if args.maps in ("learned", "both"):
-        out["learned"] = _learned(dev, check, args)
+        out["learned"] = _learned(
+            dev,
+            check,
+            seeds=args.seeds,
+            pixels_per_field=args.pixels_per_field,
+            epochs=args.epochs,
+            save_model=args.save_model,
+            quiet=args.quiet,
+        )
     if args.out_json:
         io.write_json(args.out_json, out, indent=2)
     fields = f"fields={len(dev)} settings={out['classical']['n_settings'] if 'classical' in out else 0}"

@@ -114,21 +114,15 @@ def build_parser() -> ArgumentParser:
 
 def _options(args: Any) -> dict[str, Any]:
     """Options of the chosen method; options of another method are an error."""
-    given = {
-        "--precomputed": args.mask_dir,
-        "--nuclei-model": args.nuclei_model,
-        "--cell-model": args.cell_model,
-        "--cell-map-model": args.cell_map_model,
+    given = {  # option: (its value, the method it belongs to)
+        "--precomputed": (args.mask_dir, "precomputed"),
+        "--nuclei-model": (args.nuclei_model, "hpacellseg"),
+        "--cell-model": (args.cell_model, "hpacellseg"),
+        "--cell-map-model": (args.cell_map_model, "watershed"),
     }
-    owner = {
-        "--precomputed": "precomputed",
-        "--nuclei-model": "hpacellseg",
-        "--cell-model": "hpacellseg",
-        "--cell-map-model": "watershed",
-    }
-    for option, value in given.items():
-        if value is not None and owner[option] != args.method:
-            raise InputError(f"{option} is only used with --method {owner[option]} (got --method {args.method})")
+    for option, (value, owner) in given.items():
+        if value is not None and owner != args.method:
+            raise InputError(f"{option} is only used with --method {owner} (got --method {args.method})")
     if args.nuclei_from is not None and args.method != "precomputed":
         raise InputError(f"--nuclei-from is only used with --method precomputed (got --method {args.method})")
     if args.method == "watershed":

@@ -131,13 +131,13 @@ def build_parser() -> ArgumentParser:
 
 #: The torchvision engine's schedule options and the detectron2 keys that set the same
 #: thing (the detectron2 engine takes its schedule from the YAML and ``--opts``).
-SCHEDULE_KEYS: dict[str, tuple[str, str]] = {
-    "image_size": ("--image-size", "INPUT.MIN_SIZE_TRAIN and INPUT.MAX_SIZE_TRAIN"),
-    "batch_size": ("--batch-size", "SOLVER.IMS_PER_BATCH"),
-    "max_iter": ("--max-iter", "SOLVER.MAX_ITER"),
-    "base_lr": ("--lr", "SOLVER.BASE_LR"),
-    "checkpoint_period": ("--checkpoint-period", "SOLVER.CHECKPOINT_PERIOD"),
-    "eval_period": ("--eval-period", "TEST.EVAL_PERIOD"),
+SCHEDULE_KEYS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "image_size": ("--image-size", ("INPUT.MIN_SIZE_TRAIN", "INPUT.MAX_SIZE_TRAIN")),
+    "batch_size": ("--batch-size", ("SOLVER.IMS_PER_BATCH",)),
+    "max_iter": ("--max-iter", ("SOLVER.MAX_ITER",)),
+    "base_lr": ("--lr", ("SOLVER.BASE_LR",)),
+    "checkpoint_period": ("--checkpoint-period", ("SOLVER.CHECKPOINT_PERIOD",)),
+    "eval_period": ("--eval-period", ("TEST.EVAL_PERIOD",)),
 }
 
 
@@ -152,10 +152,10 @@ def _schedule(args) -> dict:
 def _train_detectron2(args) -> int:
     given = [name for name in SCHEDULE_KEYS if getattr(args, name) is not None]
     if given:
-        flag, key = SCHEDULE_KEYS[given[0]]
+        flag, keys = SCHEDULE_KEYS[given[0]]
         raise InputError(
             f"{flag} is for the torchvision engine; with --engine detectron2 the YAML sets it: "
-            f"--opts {key.split(' and ')[0]} VALUE (here: {key})"
+            f"--opts {keys[0]} VALUE (here: {' and '.join(keys)})"
         )
 
     if not args.config:

@@ -17,6 +17,7 @@ from skimage.segmentation import find_boundaries
 from ..classes import Channel
 from ..errors import InputError
 from ..segmentation import WatershedParams, segment_nuclei, working_scale
+from ..segmentation.ops import scaled_shape
 from ..transforms import resize_image, resize_labels
 
 __all__ = ["EPS", "CellRegions", "cell_regions", "label_sum"]
@@ -124,7 +125,7 @@ def cell_regions(
             param="image",
         )
     resize, scale = working_scale(image.shape, working_size_px)
-    shape = (max(1, round(image.shape[0] * resize)), max(1, round(image.shape[1] * resize)))
+    shape = scaled_shape(image.shape, resize)
     work = resize_image(np.asarray(image, np.float32), shape)
     labels = resize_labels(np.asarray(cells), shape).astype(np.int32)
     if nuclei is None:

@@ -47,7 +47,7 @@ from skimage import segmentation
 from ..errors import InputError
 from ..io import atomic_write
 from ..transforms import resize_image, resize_labels
-from .ops import blur, distance_inside, log_otsu
+from .ops import blur, distance_inside, log_otsu, scaled_shape
 
 __all__ = [
     "DEFAULT_MODEL_PATH",
@@ -68,6 +68,10 @@ __all__ = [
 MAP_SIZE_PX = 256
 #: The shipped model (written by ``python -m hpaseg.bench segreal ... --save-model``).
 DEFAULT_MODEL_PATH = Path(__file__).with_name("cellmaps.npz")
+#: What to do about a missing or unusable model file (the end of its error messages).
+_MODEL_HINT = (
+    "expected an .npz written by `python -m hpaseg.bench segreal ... --save-model`, or use cell_maps='classical'"
+)
 #: Bumped whenever :func:`pixel_features` changes: a model of another version is refused.
 FEATURE_VERSION = 1
 #: Distances to the cell edge are capped here (px at 2048; ~ a nucleus diameter's half
@@ -97,7 +101,7 @@ def n_features() -> int:
 def _normalised(x: np.ndarray) -> np.ndarray:
     """``x`` minus its background (2nd percentile of a light blur), divided by its typical
     stained level above it (median above Otsu's threshold of the log), clipped to [-1, 10]."""
-    smooth = cv2.GaussianBlur(x, (0, 0), 2.0, borderType=cv2.BORDER_REFLECT)
+    smooth = blur(x, 2.0)
     background = float(np.percentile(smooth, 2))
     # The log's offset scales with the field, so a gain (exposure, 8 vs 16 bit) changes nothing.
     offset = max(0.01 * float(np.percentile(smooth, 99.9)), 1e-6)
@@ -180,7 +184,7 @@ def map_grid(work: np.ndarray, scale: float, nuclei: np.ndarray) -> tuple[np.nda
     resize = min(1.0, MAP_SIZE_PX / max(work.shape[0], work.shape[1]))
     if resize == 1.0:
         return np.asarray(work, np.float32), scale, np.asarray(nuclei)
-    shape = (max(1, round(work.shape[0] * resize)), max(1, round(work.shape[1] * resize)))
+    shape = scaled_shape(work.shape, resize)
     return resize_image(np.asarray(work, np.float32), shape), scale * resize, resize_labels(np.asarray(nuclei), shape)
 
 
@@ -240,12 +244,7 @@ def map_targets(cells: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray
     ([0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1], [0.0, 0.33, 0.67, 1.0, 1.0, 0.67, 0.33, 0.0])
     """
     cells = np.asarray(cells)
-    edge = np.zeros(cells.shape, bool)
-    step_x, step_y = cells[:, 1:] != cells[:, :-1], cells[1:] != cells[:-1]
-    edge[:, 1:] |= step_x
-    edge[:, :-1] |= step_x
-    edge[1:] |= step_y
-    edge[:-1] |= step_y
+    edge = segmentation.find_boundaries(cells, connectivity=1, mode="thick")  # both sides of every label change
     cap = DISTANCE_CAP_PX_AT_2048 * scale
     distance = cv2.distanceTransform((~edge).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
     is_cell = cells > 0
@@ -311,10 +310,7 @@ class CellMapModel:
                 mean, std = data["mean"].astype(np.float32), data["std"].astype(np.float32)
                 meta = str(data["meta"]) if "meta" in data else ""
         except (OSError, ValueError, KeyError) as exc:
-            raise InputError(
-                f"{path}: cannot read a cell-map model ({exc}); expected an .npz written by "
-                "`python -m hpaseg.bench segreal ... --save-model`, or use cell_maps='classical'",
-            ) from None
+            raise InputError(f"{path}: cannot read a cell-map model ({exc}); {_MODEL_HINT}") from None
         if version != FEATURE_VERSION:
             raise InputError(
                 f"{path}: cell-map model of feature version {version}, this hpaseg computes version "
@@ -332,10 +328,7 @@ def load_cell_map_model(path: str | os.PathLike | None = None) -> CellMapModel:
     try:
         stat = path.stat()
     except OSError:
-        raise InputError(
-            f"{path}: no cell-map model there; expected an .npz written by "
-            "`python -m hpaseg.bench segreal ... --save-model`, or use cell_maps='classical'"
-        ) from None
+        raise InputError(f"{path}: no cell-map model there; {_MODEL_HINT}") from None
     return _load_cached(str(path), stat.st_size, stat.st_mtime_ns)
 
 

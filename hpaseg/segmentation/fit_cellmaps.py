@@ -11,6 +11,7 @@ from ..errors import InputError
 from ..transforms import resize_image, resize_labels
 from .base import check_rgby
 from .cellmaps import CellMapModel, map_grid, map_targets, pixel_features
+from .ops import scaled_shape
 from .watershed import WatershedParams, segment_nuclei, working_scale
 
 __all__ = ["fit_cell_map_model", "training_field"]
@@ -119,8 +120,7 @@ def training_field(
     if reference.shape != image.shape[:2]:
         raise InputError(f"reference: expected shape {image.shape[:2]} like its image, got {reference.shape}")
     resize, scale = working_scale(image.shape, params.working_size_px)
-    shape = (max(1, round(image.shape[0] * resize)), max(1, round(image.shape[1] * resize)))
-    work = resize_image(image.astype(np.float32), shape)
+    work = resize_image(image.astype(np.float32), scaled_shape(image.shape, resize))
     nuclei = segment_nuclei(work[..., Channel.BLUE], scale=scale, params=params)
     small, small_scale, small_nuclei = map_grid(work, scale, nuclei)  # as predict_maps sees the field
     features = pixel_features(small, small_scale, small_nuclei)

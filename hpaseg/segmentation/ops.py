@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-__all__ = ["blur", "distance_inside", "log_otsu"]
+__all__ = ["blur", "distance_inside", "log_otsu", "scaled_shape"]
 
 
 def blur(x: np.ndarray, sigma: float) -> np.ndarray:
@@ -43,3 +43,12 @@ def distance_inside(mask: np.ndarray) -> np.ndarray:
     frame is not a boundary (objects cut by the border keep their inner distances)."""
     padded = cv2.copyMakeBorder(mask.astype(np.uint8), 1, 1, 1, 1, cv2.BORDER_REPLICATE)
     return cv2.distanceTransform(padded, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1]
+
+
+def scaled_shape(shape: tuple[int, ...], resize: float) -> tuple[int, int]:
+    """``(H, W)`` of ``shape`` times ``resize``, rounded, at least 1 px each.
+
+    >>> scaled_shape((2048, 1500, 4), 0.25)
+    (512, 375)
+    """
+    return max(1, round(shape[0] * resize)), max(1, round(shape[1] * resize))

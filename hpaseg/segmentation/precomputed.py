@@ -14,6 +14,7 @@ from ..errors import InputError
 from ..io import read_cell_mask, read_precomputed_masks
 from ..transforms import resize_image, resize_labels
 from .base import check_rgby, relabel_pair
+from .ops import scaled_shape
 from .watershed import WatershedParams, segment_nuclei, working_scale
 
 __all__ = ["NUCLEI_SOURCES", "PrecomputedSegmenter", "nuclei_in_cells"]
@@ -113,6 +114,7 @@ def nuclei_in_cells(
         detected nucleus has none.
     """
     resize, scale = working_scale(cells.shape, params.working_size_px)
-    shape = (max(1, round(cells.shape[0] * resize)), max(1, round(cells.shape[1] * resize)))
-    found = segment_nuclei(resize_image(np.asarray(blue, np.float32), shape), scale=scale, params=params)
+    found = segment_nuclei(
+        resize_image(np.asarray(blue, np.float32), scaled_shape(cells.shape, resize)), scale=scale, params=params
+    )
     return relabel_pair(cells, resize_labels(found, cells.shape), drop_cells_without_nucleus=False)

@@ -68,6 +68,7 @@ from .cellmaps import CellMapModel, load_cell_map_model, predict_maps
 from .ops import blur as _blur
 from .ops import distance_inside as _distance
 from .ops import log_otsu as _log_otsu
+from .ops import scaled_shape
 
 __all__ = [
     "CELL_MAPS",
@@ -697,7 +698,7 @@ def _adjacent_saddles(labels: np.ndarray, height: np.ndarray) -> dict[tuple[int,
 def segment_watershed(
     image: np.ndarray, *, params: WatershedParams = WatershedParams(), model: CellMapModel | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Segment the cells and nuclei of one RGBY field, without trained weights.
+    """Segment the cells and nuclei of one RGBY field (no HPA-Cell-Segmentation networks).
 
     The image is resized to ``params.working_size_px`` (longest side, area averaging;
     never enlarged), nuclei are found in blue (:func:`segment_nuclei`), cells grown from
@@ -722,8 +723,7 @@ def segment_watershed(
     image = check_rgby(image, "segment_watershed")
     full_shape = image.shape[:2]
     resize, scale = working_scale(full_shape, params.working_size_px)
-    work_shape = (max(1, round(full_shape[0] * resize)), max(1, round(full_shape[1] * resize)))
-    work = resize_image(image.astype(np.float32), work_shape)
+    work = resize_image(image.astype(np.float32), scaled_shape(full_shape, resize))
     nuclei = segment_nuclei(work[..., Channel.BLUE], scale=scale, params=params)
     if params.cell_maps == "learned":
         interior = learned_interior_map(work, nuclei, scale=scale, params=params, model=model)
