@@ -25,7 +25,7 @@ from ..classification import (
     load_bags,
     normalization,
 )
-from ..classification.models import DescriptorImageNet, DescriptorNet
+from ..classification.models import DescriptorNet
 from ..descriptors import descriptor_names
 from ..detection import PostprocessConfig, build_maskrcnn
 from ..labels import cache_dataset, load_coco_split, propagate_dataset
@@ -34,6 +34,7 @@ from ..segmentation import make_segmenter, segment_images
 from ..submission import merge_submissions
 from ..synth import generate_dataset
 from ..transforms import resize_image, resize_labels
+from ..weak import ImageHead
 from .common import StepTimer
 from .predict import FORWARD_STEPS, run_chain, truth_detections
 
@@ -194,7 +195,7 @@ def _loaded(backbone: str, sizes, bags_x: np.ndarray) -> LoadedClassifier:
     if backbone == DESCRIPTORS:
         net = DescriptorNet(len(descriptor_names()))
         net.set_normalization(bags_x.mean(0), bags_x.std(0))
-        head = DescriptorImageNet(len(descriptor_names()))
+        head = ImageHead(len(descriptor_names()))
         head.set_normalization(bags_x.mean(0), bags_x.std(0))
         cpu = torch.device("cpu")
         return LoadedClassifier(

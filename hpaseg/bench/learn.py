@@ -9,7 +9,10 @@ route of :mod:`hpaseg.pipeline.routes` on the test images against their per-cell
 the baselines (class prior, random, weak labels = the test images' true labels on every
 cell), the cell classifier with each supervision (propagated, mil, refined), and on the
 first ``--maskrcnn-seeds`` seeds Mask R-CNN trained on the refined run's cleaned labels
-and the hybrid. Every route also gets two diagnostics
+and the hybrid; with ``--cnn``, the CNN cell route at CPU scale
+(:data:`hpaseg.pipeline.routes.CNN_CPU`: ResNet18 from random initialisation on 64-px
+crops, the descriptors route's weak-supervision trainer; ``--cnn-epochs`` per round).
+Every route also gets two diagnostics
 (:func:`hpaseg.pipeline.routes.diagnose`): *oracle-image* (its own scores kept for the
 true image classes only) and *weak-label on its cells*. Then, on the refined run's
 probabilities, the score rules of :func:`hpaseg.pipeline.routes.score_rule_variants`.
@@ -47,6 +50,7 @@ from ..evaluation.spread import ABOVE, NOISE, ONE_REPEAT
 from ..io import check_output_path
 from ..labels import LabelRule, propagate_dataset
 from ..pipeline.routes import (
+    CNN_CPU,
     MASKRCNN_CPU_ITERS,
     WEAK,
     RoutesConfig,
@@ -79,7 +83,15 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: ``--smoke``: the CI-sized run (every stage, every route, a few seconds a seed).
-SMOKE: dict = {"n_train": 8, "n_test": 3, "size": 128, "maskrcnn_iters": 2, "image_size": 64}
+SMOKE: dict = {
+    "n_train": 8,
+    "n_test": 3,
+    "size": 128,
+    "maskrcnn_iters": 2,
+    "image_size": 64,
+    "cnn_epochs": 1,
+    "crop_size": 32,
+}
 #: The figures summarised over seeds.
 ROUTE_VALUES: list[str] = ["mAP", "cell_macro_ap", "oracle_image", "weak_on_cells", "train_seconds"]
 
@@ -117,6 +129,20 @@ def build_parser() -> ArgumentParser:
         help="how many of the seeds (the first ones) also train Mask R-CNN and the hybrid (default 1)",
     )
     parser.add_argument("--image-size", type=int, default=256, help="Mask R-CNN working size in px (default 256)")
+    parser.add_argument(
+        "--cnn",
+        action="store_true",
+        help=f"also train the CNN cell route ({CNN_CPU['backbone']} on {CNN_CPU['crop_size']}-px crops, refined, image head, refit)",
+    )
+    parser.add_argument(
+        "--cnn-epochs", type=int, default=CNN_CPU["epochs"], help=f"--cnn: epochs a round (default {CNN_CPU['epochs']})"
+    )
+    parser.add_argument(
+        "--crop-size",
+        type=int,
+        default=CNN_CPU["crop_size"],
+        help=f"--cnn: crop side in px (default {CNN_CPU['crop_size']})",
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument(
         "--smoke",
@@ -128,7 +154,7 @@ def build_parser() -> ArgumentParser:
 
 
 def _check(args) -> None:
-    for name in ("n_train", "n_test", "size", "seeds"):
+    for name in ("n_train", "n_test", "size", "seeds", "cnn_epochs", "crop_size"):
         if getattr(args, name) < 1:
             raise InputError(f"{name} {getattr(args, name)}: expected an integer >= 1", param=name)
     for name in ("maskrcnn_iters", "maskrcnn_seeds"):
@@ -181,6 +207,7 @@ def _run_seed(args, seed: int, index: int) -> tuple[pd.DataFrame, pd.DataFrame]:
         supervisions=tuple(args.supervisions),
         maskrcnn_iters=args.maskrcnn_iters if index < args.maskrcnn_seeds else 0,
         maskrcnn={"image_size": args.image_size},
+        cnn={**CNN_CPU, "epochs": args.cnn_epochs, "crop_size": args.crop_size} if args.cnn else {},
         workers=args.workers,
         seed=seed,
     )

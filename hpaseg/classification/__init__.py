@@ -5,12 +5,24 @@ Modules: :mod:`~hpaseg.classification.data` (crops, channels, caches, augmentati
 :mod:`~hpaseg.classification.models` (timm backbones + head, RGBY stems),
 :mod:`~hpaseg.classification.losses`, :mod:`~hpaseg.classification.config`,
 :mod:`~hpaseg.classification.samples`, :mod:`~hpaseg.classification.trainer` (``hpaseg classify``),
-:mod:`~hpaseg.classification.bags` and :mod:`~hpaseg.classification.descriptor_trainer` (the
+:mod:`~hpaseg.classification.bags` and :mod:`~hpaseg.classification.cell_trainer` (the
 descriptor network, the CPU default of the cell level, with weak supervision from
 :mod:`hpaseg.weak`), :mod:`~hpaseg.classification.predictor` (inference, the route).
 """
 
 from .bags import Bag, build_descriptor_cache, copy_bags, descriptor_cache_dir, load_bags, make_bag
+from .cell_trainer import (
+    bag_probabilities,
+    feature_bags,
+    fit_image_head,
+    fit_round,
+    image_head_of,
+    image_head_probabilities,
+    refine_bags,
+    split_bags,
+    train_bags,
+    train_cell_classifier,
+)
 from .config import (
     AUGMENTS,
     CELL_PRESETS,
@@ -35,22 +47,11 @@ from .data import (
     select_channels,
     standard_augment,
 )
-from .descriptor_trainer import (
-    bag_probabilities,
-    fit_image_head,
-    fit_round,
-    image_head_of,
-    image_head_probabilities,
-    refine_bags,
-    split_bags,
-    train_bags,
-    train_descriptor_classifier,
-)
 from .losses import LOSSES, make_loss
 from .models import (
     BACKBONES,
     DESCRIPTORS,
-    DescriptorImageNet,
+    CropNet,
     DescriptorNet,
     build_classifier,
     check_backbone,
@@ -64,9 +65,10 @@ from .predictor import (
     load_classifier,
 )
 from .samples import CacheSummary, PreparedData, cache_inputs, prepare_data
-from .trainer import predict_scores, refine_samples, train_classifier
+from .trainer import predict_scores, train_classifier
 
 __all__ = [
+    "CropNet",
     "Bag",
     "make_bag",
     "build_descriptor_cache",
@@ -76,19 +78,18 @@ __all__ = [
     "CELL_PRESETS",
     "SUPERVISIONS",
     "cell_preset",
-    "train_descriptor_classifier",
+    "train_cell_classifier",
     "fit_round",
     "fit_image_head",
     "image_head_probabilities",
     "image_head_of",
+    "feature_bags",
     "split_bags",
     "refine_bags",
     "train_bags",
     "bag_probabilities",
     "DESCRIPTORS",
     "DescriptorNet",
-    "DescriptorImageNet",
-    "refine_samples",
     "CHANNEL_MODES",
     "ClassifierDataset",
     "Sample",

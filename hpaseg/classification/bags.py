@@ -1,5 +1,5 @@
-"""The cells of each image as one bag, with their descriptors (cached) and targets: the
-inputs of the descriptor network (``backbone="descriptors"``).
+"""The cells of each image as one bag, with their inputs (descriptors or crops, cached) and
+targets: what the weak-supervision trainer (:mod:`hpaseg.classification.cell_trainer`) learns from.
 
 Descriptors (:func:`hpaseg.descriptors.describe_cells`) are computed once per image from
 the image and its cell mask (nuclei found in the blue channel, as at prediction time on
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,7 +50,7 @@ class Bag:
 
     image_id: str
     cells: np.ndarray  # (N,) cell labels
-    x: np.ndarray  # (N, D) float32 descriptors
+    x: np.ndarray  # (N, D) float32 descriptors, or (N, S, S, 4) uint8 crops
     image_labels: tuple[int, ...]
     targets: np.ndarray  # (N, 19) float32
     negative_known: bool = True
@@ -108,21 +108,38 @@ def _describe(image: np.ndarray, label_image: np.ndarray) -> tuple[np.ndarray, n
     return x, ids.astype(np.int64)
 
 
-def load_bags(records: Sequence[ImageRecord], cache_dir: str | Path) -> list[Bag]:
-    """One bag per image with cells, holding the dataset's cells only (in the record's order)."""
+def load_bags(
+    records: Sequence[ImageRecord],
+    cache_dir: str | Path,
+    paths: Callable[[Path, str], tuple[Path, Path]] = descriptor_cache_paths,
+) -> list[Bag]:
+    """One bag per image with cells, holding the dataset's cells only (in increasing cell order).
+
+    Parameters
+    ----------
+    records : sequence of ImageRecord
+    cache_dir : str or Path
+        A per-cell cache (:func:`hpaseg.classification.data.build_cell_cache`).
+    paths : callable
+        ``(cache_dir, image_id) -> (values .npy, cell ids .npy)``: the descriptor cache's
+        (default) or the crop cache's (:func:`hpaseg.classification.data.crop_cache_paths`).
+        An image whose cached cells are exactly the dataset's keeps its values memory-mapped
+        (crops of a large set need not fit in memory).
+    """
     bags = []
     for rec in records:
         if not rec.cells:
             continue
-        x_path, ids_path = descriptor_cache_paths(cache_dir, rec.image_id)
+        x_path, ids_path = paths(Path(cache_dir), rec.image_id)
         if not x_path.is_file():
-            raise InputError(f"{x_path}: not cached; build the cache with build_descriptor_cache first")
-        x, ids = np.load(x_path), np.load(ids_path)
+            raise InputError(f"{x_path}: not cached; build the cell cache first")
+        x, ids = np.load(x_path, mmap_mode="r"), np.load(ids_path)
         row_of = {int(c): i for i, c in enumerate(ids)}
         cells = np.array(sorted(rec.cells), np.int64)
-        rows = [row_of[int(c)] for c in cells]
+        rows = np.array([row_of[int(c)] for c in cells], np.int64)
         labels = [rec.cells[int(c)] for c in cells]
-        bags.append(make_bag(rec.image_id, cells, x[rows], labels))
+        values = x if np.array_equal(rows, np.arange(len(ids))) and x.dtype == np.uint8 else np.asarray(x[rows])
+        bags.append(make_bag(rec.image_id, cells, values, labels))
     return bags
 
 
@@ -141,7 +158,7 @@ def make_bag(image_id: str, cells: np.ndarray, x: np.ndarray, labels: Sequence[S
     return Bag(
         image_id,
         np.asarray(cells),
-        np.asarray(x, np.float32),
+        x if isinstance(x, np.ndarray) and x.dtype == np.uint8 else np.asarray(x, np.float32),
         image_labels_of_cells(labels),
         targets_matrix(labels),
         known,

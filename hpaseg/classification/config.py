@@ -37,7 +37,7 @@ AUGMENTS: tuple[str, ...] = ("standard", "cutmix")
 
 #: How a cell classifier learns from image labels (:mod:`hpaseg.weak`): ``propagated``
 #: (every cell trained on its image's labels), ``mil`` (multiple-instance loss on pooled
-#: cell scores; descriptors backbone), ``refined`` (propagated, then ``refine_rounds``
+#: cell scores), ``refined`` (propagated, then ``refine_rounds``
 #: rounds of pseudo-label refinement).
 SUPERVISIONS: tuple[str, ...] = ("propagated", "mil", "refined")
 
@@ -132,9 +132,9 @@ class ClassifyConfig:
     hidden: int = 256  # descriptors backbone: width of the hidden layers
     depth: int = 2  # descriptors backbone: hidden layers
     dropout: float = 0.1  # descriptors backbone
-    image_epochs: int = 200  # descriptors backbone: epochs of the image head (0: none)
-    image_mix: float = 0.75  # descriptors backbone: image head's bag-mixing chance (hpaseg.weak.bag_mixtures)
-    refit: bool = True  # descriptors backbone: after validating, train the final model again on train + val
+    image_epochs: int = 200  # weak-supervision trainer: epochs of the image head (0: none)
+    image_mix: float = 0.75  # weak-supervision trainer: image head's bag-mixing chance (hpaseg.weak.bag_mixtures)
+    refit: bool = True  # weak-supervision trainer: after validating, train the final model again on train + val
     device: str = "cpu"
     workers: int = 2
     seed: int = 0
@@ -190,12 +190,6 @@ def check_config(cfg: ClassifyConfig, *, check_paths: bool = True) -> None:
             f"level image with backbone {cfg.backbone!r} and supervision {cfg.supervision!r}: descriptors and weak "
             "supervision are cell-level; use level cell, or a timm backbone with supervision propagated",
             param=("level", "backbone"),
-        )
-    if cfg.supervision == "mil" and cfg.backbone != DESCRIPTORS:
-        raise InputError(
-            f"supervision mil with backbone {cfg.backbone!r}: the multiple-instance loss trains the descriptors "
-            "backbone; use backbone descriptors, or supervision refined for a CNN",
-            param=("supervision", "backbone"),
         )
     if not 0 < cfg.warmup_factor <= 1:
         raise InputError(f"warmup_factor {cfg.warmup_factor}: expected a number in (0, 1]", param="warmup_factor")

@@ -8,7 +8,15 @@ Backbones (``BACKBONES``, our name -> timm model)
   ``nfnet_f1`` has no ImageNet weights, DeepMind's NFNet-F1 ``dm_nfnet_f1`` has, so the
   name stands for that one);
 * ``resnet50``, ``inception_v3`` (needs inputs of at least 75 px), ``efficientnet_b0``,
-  ``efficientnet_b3``, ``efficientnet_b5``.
+  ``efficientnet_b3``, ``efficientnet_b5``;
+* ``resnet18``: the light one, for cell crops on a CPU (``hpaseg.pipeline.routes.CNN_CPU``).
+
+Cell crops under weak supervision (:class:`CropNet`)
+----------------------------------------------------
+The weak-supervision trainer of cell classifiers
+(:mod:`hpaseg.classification.cell_trainer`) trains a :class:`Classifier` wrapped in a
+:class:`CropNet`, which takes the cached uint8 crops as they are, scales and normalises
+them itself, and gives the pooled backbone features the image head learns from.
 
 Channels
 --------
@@ -36,7 +44,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import timm
 import torch
 from torch import nn
@@ -45,11 +52,12 @@ from ..classes import NUM_CLASSES
 from ..errors import InputError
 from ..runtime.checkpoint import read_checkpoint
 from ..runtime.stems import RGBY_CHANNELS, adapt_state_dict_stem
+from ..weak import StandardizedMLP
 
 __all__ = [
     "DESCRIPTORS",
     "DescriptorNet",
-    "DescriptorImageNet",
+    "CropNet",
     "BACKBONES",
     "HEAD_HIDDEN",
     "MIN_INPUT_PX",
@@ -70,6 +78,7 @@ BACKBONES: dict[str, str] = {
     "efficientnet_b0": "efficientnet_b0",
     "efficientnet_b3": "efficientnet_b3",
     "efficientnet_b5": "efficientnet_b5",
+    "resnet18": "resnet18",
 }
 #: The backbone name of the descriptor network (:class:`DescriptorNet`): per-cell
 #: descriptors (:mod:`hpaseg.descriptors`) instead of pixels; cell level only.
@@ -97,7 +106,7 @@ def check_backbone(name: str, *, param: str = "backbone") -> str:
     return BACKBONES[name]
 
 
-class DescriptorNet(nn.Module):
+class DescriptorNet(StandardizedMLP):
     """Per-cell descriptors -> standardised -> ``depth`` x (Linear ``hidden``, ReLU, Dropout)
     -> Linear ``num_classes`` logits.
 
@@ -114,69 +123,10 @@ class DescriptorNet(nn.Module):
         dropout: float = 0.1,
         num_classes: int = NUM_CLASSES,
     ) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.zeros(n_inputs))
-        self.register_buffer("std", torch.ones(n_inputs))
-        layers: list[nn.Module] = []
-        width = n_inputs
-        for _ in range(depth):
-            layers += [nn.Linear(width, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout)]
-            width = hidden
-        layers.append(nn.Linear(width, num_classes))
-        self.net = nn.Sequential(*layers)
-
-    def set_normalization(self, mean: np.ndarray, std: np.ndarray) -> None:
-        """Standardise inputs by ``(x - mean) / std`` (``std`` floored at 1e-6)."""
-        self.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
-        self.std.copy_(torch.as_tensor(np.maximum(std, 1e-6), dtype=torch.float32))
+        super().__init__(n_inputs, n_inputs, hidden=hidden, depth=depth, dropout=dropout, num_classes=num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net((x - self.mean) / self.std)
-
-
-class DescriptorImageNet(DescriptorNet):
-    """The image head of a descriptors run: an image's cells -> one row of image logits.
-
-    The cells' standardised descriptors are pooled over the image (their mean and their
-    maximum, ``2 D`` values), then ``depth`` x (Linear ``hidden``, ReLU, Dropout) ->
-    Linear ``num_classes``. Trained on the image labels themselves (exact, unlike the
-    cells' propagated ones), it is a second estimate of the image's labels beside the one
-    pooled from the cell network (:func:`hpaseg.weak.image_estimate`).
-
-    ``forward`` takes the ``(N, D)`` raw descriptors of one image's N >= 1 cells and
-    returns ``(num_classes,)`` logits; :meth:`forward_bags` does the same for many images
-    in one pass.
-    """
-
-    def __init__(
-        self,
-        n_inputs: int,
-        *,
-        hidden: int = 256,
-        depth: int = 2,
-        dropout: float = 0.2,
-        num_classes: int = NUM_CLASSES,
-    ) -> None:
-        super().__init__(2 * n_inputs, hidden=hidden, depth=depth, dropout=dropout, num_classes=num_classes)
-        self.register_buffer("mean", torch.zeros(n_inputs))
-        self.register_buffer("std", torch.ones(n_inputs))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = (x - self.mean) / self.std
-        return self.net(torch.cat([z.mean(0), z.max(0).values]))
-
-    def forward_bags(self, bags: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Logits ``(len(bags), num_classes)`` of several images, each ``(N_i, D)`` with
-        N_i >= 1: the rows of :meth:`forward`, pooled per image with scatter operations
-        and one pass of the network (several times faster than one call per image)."""
-        lengths = torch.tensor([len(b) for b in bags])
-        z = (torch.cat(list(bags)) - self.mean) / self.std
-        index = torch.repeat_interleave(torch.arange(len(bags)), lengths)
-        mean = z.new_zeros(len(bags), z.shape[1]).index_add(0, index, z) / lengths[:, None].to(z.dtype)
-        peak = z.new_full((len(bags), z.shape[1]), -torch.inf).scatter_reduce(
-            0, index[:, None].expand_as(z), z, reduce="amax", include_self=False
-        )
-        return self.net(torch.cat([mean, peak], 1))
+        return self.net(self.standardize(x))
 
 
 def check_input_size(name: str, size: int, *, param: str = "image_size") -> None:
@@ -204,6 +154,57 @@ class Classifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(x))
+
+
+class CropNet(nn.Module):
+    """A :class:`Classifier` on uint8 RGBY cell crops: the cell network of the weak-supervision
+    trainer for a CNN backbone (the descriptors' is :class:`DescriptorNet`).
+
+    ``forward`` takes ``(N, S, S, 4)`` uint8 crops as cached
+    (:func:`hpaseg.classification.data.crop_cells`), scales them to [0, 1] and normalises
+    them with ``mean`` and ``std`` (the backbone's, :func:`normalization`), and returns
+    ``(N, num_classes)`` logits; in training mode each crop is first turned by a random one
+    of the 8 right-angle rotations and flips (a cell has no orientation; drawn from torch's
+    generator, so seeded runs repeat). :meth:`features` gives the pooled backbone features
+    ``(N, F)``, the inputs of the run's image head
+    (:class:`hpaseg.weak.ImageHead`, pooled over an image's cells).
+    """
+
+    def __init__(self, classifier: Classifier, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.classifier = classifier
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    @property
+    def num_features(self) -> int:
+        """Width of :meth:`features`."""
+        return int(self.classifier.head[0].in_features)
+
+    def _inputs(self, crops: torch.Tensor) -> torch.Tensor:
+        x = crops.permute(0, 3, 1, 2).float().div_(255.0)
+        if self.training:
+            x = _turn(x)
+        return (x - self.mean) / self.std
+
+    def features(self, crops: torch.Tensor) -> torch.Tensor:
+        """Pooled backbone features ``(N, F)`` of ``(N, S, S, 4)`` uint8 crops."""
+        return self.classifier.backbone(self._inputs(crops))
+
+    def forward(self, crops: torch.Tensor) -> torch.Tensor:
+        return self.classifier.head(self.features(crops))
+
+
+def _turn(x: torch.Tensor) -> torch.Tensor:
+    """Each ``(C, S, S)`` image of ``x`` under a random one of the 8 symmetries of the square."""
+    which = torch.randint(0, 8, (len(x),))
+    out = torch.empty_like(x)
+    for k in range(8):
+        rows = (which == k).nonzero().flatten()
+        if len(rows):
+            turned = torch.rot90(x[rows], k % 4, (2, 3))
+            out[rows] = turned.flip(3) if k >= 4 else turned
+    return out
 
 
 def _unwrap(state: object) -> dict:

@@ -11,8 +11,10 @@ The route (:class:`CellClassifierPredictor`):
    a CNN run crops it as in training (:func:`hpaseg.classification.data.crop_cell`).
 3. The image's probabilities ``p_image`` (:func:`hpaseg.weak.image_estimate`): pooled
    from its cells', mixed half and half (``image_model_weight``) with an image-level
-   model's: an image-level run's when given, else the image head of a descriptors run
-   (a run trained with image_epochs 0 or by an earlier hpaseg has none: pooled alone).
+   model's: an image-level run's when given, else the image head of a run of the
+   weak-supervision trainer (on the descriptors, or on the CNN's pooled cell features;
+   a run trained with image_epochs 0, on propagated labels by the study's trainer or by
+   an earlier hpaseg has none: pooled alone).
 4. Scores by the score rule (:class:`hpaseg.weak.ScoreRule`: by default
    ``0.2 * p_cell + 0.8 * p_image``, Negative from the other classes), then labels by the label rule
    (:func:`hpaseg.labels.cell_labels`; every class by default).
@@ -35,10 +37,10 @@ from ..labels import LabelRule, border_cells, cell_labels
 from ..runtime.checkpoint import Checkpointer
 from ..transforms import square_image, to_tensor
 from ..weak import ScoreRule, fuse_scores
+from .cell_trainer import CROP_NET, image_head_of
 from .config import CHECKPOINT_KIND, FINAL
 from .data import channel_count, crop_cells, select_channels
-from .descriptor_trainer import image_head_of
-from .models import DESCRIPTORS, DescriptorNet, build_classifier
+from .models import DESCRIPTORS, CropNet, DescriptorNet, build_classifier
 
 __all__ = [
     "LoadedClassifier",
@@ -67,7 +69,7 @@ class LoadedClassifier:
     thresholds: np.ndarray | None
     device: torch.device
     path: Path
-    image_model: torch.nn.Module | None = None  # descriptors runs: the image head
+    image_model: torch.nn.Module | None = None  # runs of the weak-supervision trainer: the image head
 
     @torch.no_grad()
     def probabilities(self, inputs: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
@@ -128,7 +130,25 @@ class LoadedClassifier:
                 q = torch.sigmoid(self.image_model(x).float()).cpu().numpy().astype(np.float64)
             return p, q, ids
         crops, ids = crop_cells(image, label_image, self.input_size)
-        return (self.probabilities(crops) if len(ids) else np.zeros((0, NUM_CLASSES))), None, ids
+        if not len(ids):
+            return np.zeros((0, NUM_CLASSES)), None, ids
+        if not isinstance(self.model, CropNet):
+            return self.probabilities(crops), None, ids
+        return (*self._crop_net_probabilities(crops), ids)
+
+    def _crop_net_probabilities(self, crops: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray | None]:
+        """A :class:`CropNet` run's cell probabilities ``(N, 19)`` of uint8 crops, and its
+        image head's ``(19,)`` from their pooled features (None without a head)."""
+        p, features = [], []
+        for start in range(0, len(crops), batch_size):
+            x = torch.from_numpy(np.ascontiguousarray(crops[start : start + batch_size])).to(self.device)
+            f = self.model.features(x)
+            features.append(f.float())
+            p.append(torch.sigmoid(self.model.classifier.head(f).float()).cpu().numpy())
+        q = None
+        if self.image_model is not None:
+            q = torch.sigmoid(self.image_model(torch.cat(features)).float()).cpu().numpy().astype(np.float64)
+        return np.concatenate(p).astype(np.float64), q
 
     def image_probabilities(self, image: np.ndarray) -> np.ndarray:
         """Per-class probabilities ``(19,)`` of a whole ``(H, W, 4)`` uint8 image (an image-level run)."""
@@ -143,7 +163,10 @@ def _build_model(state: dict) -> torch.nn.Module:
                 param="classifier",
             )
         return DescriptorNet(int(state["n_inputs"]), **state["net"])
-    return build_classifier(state["backbone"], in_chans=channel_count(state["channels"]))
+    classifier = build_classifier(state["backbone"], in_chans=channel_count(state["channels"]))
+    if state.get("net_kind") == CROP_NET:
+        return CropNet(classifier, state["mean"], state["std"])
+    return classifier
 
 
 def load_classifier(
@@ -187,7 +210,7 @@ def load_classifier(
             param=param,
         ) from exc
     device = torch.device(device)
-    image_model = image_head_of(state) if state["backbone"] == DESCRIPTORS else None
+    image_model = image_head_of(state)
     return LoadedClassifier(
         model.to(device).eval(),
         state["backbone"],

@@ -67,7 +67,7 @@ from torch.utils.data import DataLoader, RandomSampler
 from tqdm import tqdm
 
 from .. import __version__, io
-from ..classes import CLASS_NAMES, NUM_CLASSES, image_labels_of_cells
+from ..classes import CLASS_NAMES, NUM_CLASSES
 from ..errors import InputError
 from ..evaluation import evaluate_scores
 from ..runtime.checkpoint import Checkpointer
@@ -75,21 +75,20 @@ from ..runtime.config import save_config
 from ..runtime.logger import MetricsLogger
 from ..runtime.schedule import build_scheduler
 from ..runtime.seed import rng_state, seed_everything, set_rng_state
-from ..weak import refine_targets
+from .cell_trainer import train_cell_classifier
+from .cell_trainer import trains as trains_weakly
 from .config import CHECKPOINT_KIND, EVAL_FILE, FINAL, ClassifyConfig, check_config, input_size
 from .data import (
     ClassifierDataset,
-    Sample,
     channel_count,
     cutmix,
     standard_augment,
 )
-from .descriptor_trainer import train_descriptor_classifier
 from .losses import make_loss
-from .models import DESCRIPTORS, build_classifier, normalization
+from .models import build_classifier, normalization
 from .samples import PreparedData, prepare_data, targets
 
-__all__ = ["predict_scores", "refine_samples", "train_classifier"]
+__all__ = ["predict_scores", "train_classifier"]
 
 log = logging.getLogger(__name__)
 
@@ -360,64 +359,15 @@ def _run_state(
     )
 
 
-def refine_samples(samples: Sequence[Sample], probabilities: np.ndarray, keep_fraction: float) -> list[Sample]:
-    """Cell samples re-labelled from their probabilities within their image's labels
-    (:func:`hpaseg.weak.refine_targets`); ``probabilities`` has one row per sample."""
-    by_image: dict[str, list[int]] = {}
-    for i, s in enumerate(samples):
-        by_image.setdefault(s.image_id, []).append(i)
-    out = list(samples)
-    for rows in by_image.values():
-        image_labels = image_labels_of_cells(samples[i].labels for i in rows)
-        targets = refine_targets(probabilities[rows], image_labels, keep_fraction=keep_fraction)
-        for i, t in zip(rows, targets):
-            out[i] = dataclasses.replace(
-                samples[i], labels=tuple(int(k) for k in np.flatnonzero(t)), negative_known=True
-            )
-    return out
-
-
-def _train_refined(cfg: ClassifyConfig, data: PreparedData, *, resume: bool, progress: bool) -> dict:
-    """``supervision="refined"`` for a CNN: rounds in ``RUN/round{k}``, each trained afresh on the
-    labels refined from the previous round's predictions on the training cells; the last
-    round's model and evaluation are copied to ``RUN``."""
-    out = Path(cfg.out)
-    train = data.train
-    result: dict = {}
-    for k in range(1 + cfg.refine_rounds):
-        round_cfg = dataclasses.replace(cfg, out=str(out / f"round{k}"), supervision="propagated")
-        round_data = dataclasses.replace(data, train=train)
-        finished = (Path(round_cfg.out) / EVAL_FILE).is_file() and resume
-        result = (
-            io.read_json(Path(round_cfg.out) / EVAL_FILE)
-            if finished
-            else _train_once(round_cfg, round_data, resume=resume, progress=progress)
-        )
-        if k < cfg.refine_rounds:
-            run = _setup(round_cfg, round_data)
-            run.model.load_state_dict(Checkpointer.load(Path(round_cfg.out) / f"{FINAL}.pth")["model"])
-            plain = ClassifierDataset(train, channels=cfg.channels, size=input_size(cfg), mean=run.mean, std=run.std)
-            _, p, _ = predict_scores(run.model, plain, run.device, batch_size=cfg.batch_size, workers=cfg.workers)
-            train = refine_samples(train, p, cfg.keep_fraction)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(out / "config.yaml", cfg)
-    last = out / f"round{cfg.refine_rounds}"
-    state = Checkpointer.load(last / f"{FINAL}.pth")
-    state["config"] = dataclasses.asdict(cfg)
-    Checkpointer(out).save(FINAL, state, last=False)
-    result = {**result, "supervision": "refined", "rounds": 1 + cfg.refine_rounds, "config": dataclasses.asdict(cfg)}
-    io.write_json(out / EVAL_FILE, result, indent=2)
-    return result
-
-
 def train_classifier(
     cfg: ClassifyConfig, *, resume: bool = False, progress: bool = True, data: PreparedData | None = None
 ) -> dict:
     """Train (or resume) a classifier run and score it on the validation split.
 
-    ``backbone="descriptors"`` goes to
-    :func:`~hpaseg.classification.descriptor_trainer.train_descriptor_classifier`;
-    ``supervision="refined"`` with a CNN trains rounds (:func:`refine_samples`).
+    Cell-level runs of the descriptors backbone, and of a CNN with weak supervision
+    (``refined``, ``mil``), go to the weak-supervision trainer
+    (:func:`~hpaseg.classification.cell_trainer.train_cell_classifier`: rounds, image
+    head, refit); the rest (image level, a CNN on propagated cell labels) train here.
 
     Parameters
     ----------
@@ -435,12 +385,10 @@ def train_classifier(
         The contents of ``RUN/eval.json``.
     """
     check_config(cfg)
-    if cfg.backbone == DESCRIPTORS:
-        return train_descriptor_classifier(cfg, resume=resume, progress=progress)
+    if trains_weakly(cfg):
+        return train_cell_classifier(cfg, resume=resume, progress=progress)
     if data is None:
         data = prepare_data(cfg, progress=progress)
-    if cfg.supervision == "refined":
-        return _train_refined(cfg, data, resume=resume, progress=progress)
     return _train_once(cfg, data, resume=resume, progress=progress)
 
 

@@ -58,7 +58,7 @@ def add_budget_options(parser: argparse.ArgumentParser, title: str) -> None:
         "--batch-size",
         type=int,
         default=None,
-        help=f"samples per step (default {d.batch_size}; descriptors: {cpu['batch_size']} images)",
+        help=f"samples per step (default {d.batch_size}; descriptors: {cpu['batch_size']} images; a CNN with mil/refined: whole images up to this many cells)",
     )
     g.add_argument("--lr", type=float, default=None, help=f"learning rate (default {d.lr}; descriptors {cpu['lr']})")
     g.add_argument("--seed", type=int, default=d.seed, help=f"seed (default {d.seed})")
@@ -161,8 +161,9 @@ def build_parser() -> ArgumentParser:
     g.add_argument(
         "--supervision",
         default=None,
-        help="propagated (every cell trained on its image's labels), mil (multiple-instance loss; descriptors) or "
-        "refined (propagated, then rounds of pseudo-label refinement) (default: refined at the cell level "
+        help="propagated (every cell trained on its image's labels), mil (multiple-instance loss) or "
+        "refined (propagated, then rounds of pseudo-label refinement); mil and refined train descriptors and CNNs "
+        "alike (rounds, image head, refit) (default: refined at the cell level "
         "without --backbone or with descriptors; else propagated)",
     )
     g.add_argument(
@@ -179,20 +180,20 @@ def build_parser() -> ArgumentParser:
         "--image-epochs",
         type=int,
         default=None,
-        help=f"descriptors: epochs of the image head trained on the image labels, 0 = none (default {d.image_epochs})",
+        help=f"descriptors, or a CNN with mil/refined: epochs of the image head trained on the image labels from the cells' descriptors or pooled CNN features, 0 = none (default {d.image_epochs})",
     )
     g.add_argument(
         "--image-mix",
         type=float,
         default=None,
-        help="descriptors: chance that a training sample of the image head joins the cells of 1-3 other images, "
+        help="image head: chance that a training sample joins the cells of 1-3 other images, "
         f"labelled with the union of their labels; 0 = never (default {d.image_mix})",
     )
     g.add_argument(
         "--refit",
         action=BooleanOptionalAction,
         default=None,
-        help="descriptors: after validating, train the final model again on train + val (default: on)",
+        help="descriptors, or a CNN with mil/refined: after validating, train the final model again on train + val (default: on)",
     )
     add_data_options(
         parser,

@@ -21,7 +21,16 @@ from .heads import distill_targets, pixel_crops
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Teacher", "teacher_file", "load_teacher", "target_from_cells", "CellDataset", "collate", "cell_crops"]
+__all__ = [
+    "Teacher",
+    "teacher_file",
+    "load_teacher",
+    "target_from_cells",
+    "CellDataset",
+    "collate",
+    "cell_crops_by_image",
+    "joined_crops",
+]
 
 
 #: A teacher's per-cell probabilities: ``{ID: {cell: (19,) probabilities}}``.
@@ -182,11 +191,11 @@ def collate(batch: list) -> tuple[list, list]:
     return [b[0] for b in batch], [b[1] for b in batch]
 
 
-def cell_crops(
+def cell_crops_by_image(
     dataset: CellDataset, mean: Sequence[float], std: Sequence[float], distill_weight: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every training cell's pixel crop and label-head target, for
-    :func:`hpaseg.detection.heads.fit_pixel_head`.
+) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Per image with cells: its cells' pixel crops, label-head targets and hard multi-hot
+    labels (``multilabels``), in the dataset's order.
 
     Parameters
     ----------
@@ -199,19 +208,26 @@ def cell_crops(
 
     Returns
     -------
-    (Tensor (N, 4, s, s), Tensor (N, 19))
+    list of (Tensor (N_i, 4, s, s), Tensor (N_i, 19), Tensor (N_i, 19))
     """
     m = torch.tensor(list(mean)).view(-1, 1, 1)
     s = torch.tensor(list(std)).view(-1, 1, 1)
-    crops, targets = [], []
+    out = []
     for index in range(len(dataset)):
         image, cells = dataset.load(index)
         target = dataset.target(index, cells)
         if not len(target["boxes"]):
             continue
         normalised = ((to_tensor(image) - m) / s)[None]
-        crops.append(pixel_crops(normalised, [target["boxes"]]))
-        targets.append(distill_targets(target["multilabels"], target.get("label_probs"), distill_weight))
-    if not crops:
+        soft = distill_targets(target["multilabels"], target.get("label_probs"), distill_weight)
+        out.append((pixel_crops(normalised, [target["boxes"]]), soft, target["multilabels"]))
+    return out
+
+
+def joined_crops(
+    per_image: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The crops and label-head targets of :func:`cell_crops_by_image`, every image's joined."""
+    if not per_image:
         return torch.zeros((0, 4, 1, 1)), torch.zeros((0, NUM_CLASSES))
-    return torch.cat(crops), torch.cat(targets)
+    return torch.cat([c for c, _, _ in per_image]), torch.cat([t for _, t, _ in per_image])

@@ -35,6 +35,18 @@ detection gets ``label_probs`` (19 sigmoid probabilities).
 
 The pixel head needs the batch of working images: :func:`hand_images_to_heads` registers
 a forward hook on the model's transform that gives the RoI heads its output.
+
+Image head (``image_head``, with the pixel head): the cell classifier's image head
+(:class:`hpaseg.weak.ImageHead`, one owner) on the pixel head's features of an image's
+cells (:meth:`PixelHead.embed`), trained on the training images' labels with bag mixing
+once the pixel head is fitted and frozen (:func:`hpaseg.detection.trainer`), then frozen
+too. In eval mode each output carries ``label_features`` (detections, F), and the
+predictor pools the kept cells' into the image's probabilities
+(:func:`hpaseg.detection.predictor.cells_from_output`), which the score rule mixes with
+those pooled from the cells (:func:`hpaseg.weak.image_estimate`), as for the cell
+classifier. Why: on ``bench learn`` Mask R-CNN's oracle-image diagnostic (its cells and
+within-image ranking, image recognition perfect) was 0.85 against its mAP of 0.67: image
+recognition was most of what it lost.
 """
 
 from __future__ import annotations
@@ -46,6 +58,7 @@ from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.ops import box_iou, roi_align
 
 from ..errors import InputError
+from ..weak import ImageHead
 
 __all__ = [
     "LABEL_SAMPLES_PER_IMAGE",
@@ -63,6 +76,8 @@ __all__ = [
     "fit_pixel_head",
     "MultiLabelRoIHeads",
     "multilabel_loss",
+    "IMAGE_EPOCHS",
+    "IMAGE_HEAD_FIT",
 ]
 
 #: Foreground proposals per image the label head trains on, besides the ground-truth boxes.
@@ -81,6 +96,11 @@ DEFAULT_DISTILL_WEIGHT = 0.5
 #: Epochs of the pixel head over the training cells' crops before the detector trains
 #: (:func:`fit_pixel_head`); 0 = trained with the rest of the model only.
 LABEL_EPOCHS = 15
+#: Epochs of the image head on the pixel features of the training images' cells (0 = none).
+IMAGE_EPOCHS = 200
+#: The image head's bag mixing and optimiser: the cell classifier's CPU preset
+#: (:data:`hpaseg.classification.CELL_PRESETS`), chosen there by cross-validation.
+IMAGE_HEAD_FIT: dict = {"mix": 0.75, "lr": 1e-3, "weight_decay": 1e-4}
 #: Crops per step and AdamW's learning rate (peak of a one-cycle schedule) of :func:`fit_pixel_head`.
 _FIT_BATCH, _FIT_LR, _FIT_WEIGHT_DECAY = 64, 3e-3, 1e-4
 
@@ -151,10 +171,19 @@ class PixelHead(nn.Module):
         self.classifier = nn.Linear(8 * width, num_labels)
         self.num_labels = num_labels
 
+    @property
+    def num_features(self) -> int:
+        """Width of :meth:`embed`."""
+        return int(self.classifier.in_features)
+
+    def embed(self, crops: torch.Tensor) -> torch.Tensor:
+        """Features (R, F) of crops (R, C, s, s): the last map's mean and maximum over space."""
+        f = self.features(crops)
+        return torch.cat([f.mean(dim=(2, 3)), f.amax(dim=(2, 3))], dim=1)
+
     def forward(self, crops: torch.Tensor) -> torch.Tensor:
         """Logits (R, num_labels) of crops (R, C, s, s)."""
-        f = self.features(crops)
-        return self.classifier(torch.cat([f.mean(dim=(2, 3)), f.amax(dim=(2, 3))], dim=1))
+        return self.classifier(self.embed(crops))
 
 
 def pixel_crops(images: torch.Tensor, boxes: list[torch.Tensor], size: int = PIXEL_ROI_SIZE) -> torch.Tensor:
@@ -322,6 +351,8 @@ class MultiLabelRoIHeads(RoIHeads):
         One of :data:`LABEL_INPUTS` (module docstring).
     distill_weight : float
         ``d`` of :func:`distill_targets` for cells with a teacher's probabilities.
+    image_head : bool
+        Hold an image head on the pixel head's features (module docstring; needs the pixel head).
     """
 
     def __init__(
@@ -333,6 +364,7 @@ class MultiLabelRoIHeads(RoIHeads):
         label_loss_weight: float = 1.0,
         label_inputs: str = DEFAULT_LABEL_INPUTS,
         distill_weight: float = DEFAULT_DISTILL_WEIGHT,
+        image_head: bool = False,
     ) -> None:
         super().__init__(
             heads.box_roi_pool,
@@ -359,6 +391,15 @@ class MultiLabelRoIHeads(RoIHeads):
         self.distill_weight = float(distill_weight)
         self.images: torch.Tensor | None = None  # set by the hook of hand_images_to_heads
         self.pixel_head_frozen = False
+        if image_head and self.pixel_head is None:
+            raise InputError(
+                f"image_head with label_inputs {label_inputs!r}: the image head reads the pixel head's features; "
+                "use label_inputs pixels+features or no image head",
+                param="image_epochs",
+            )
+        self.image_head = ImageHead(self.pixel_head.num_features) if image_head else None
+        if self.image_head is not None:
+            self.image_head.requires_grad_(False)  # fitted apart (set_image_head), never by the detector
 
     def freeze_pixel_head(self) -> None:
         """Keep the pixel head as it is (no gradients, BatchNorm statistics fixed): after
@@ -369,10 +410,19 @@ class MultiLabelRoIHeads(RoIHeads):
             self.pixel_head.eval()
             self.pixel_head_frozen = True
 
+    def set_image_head(self, head: ImageHead) -> None:
+        """Take the weights of a fitted image head (:func:`hpaseg.weak.fit_image_head`) and keep them."""
+        if self.image_head is None:
+            raise RuntimeError("these heads hold no image head: build the model with image_head=True")
+        self.image_head.load_state_dict(head.state_dict())
+        self.image_head.eval()
+
     def train(self, mode: bool = True) -> MultiLabelRoIHeads:  # noqa: D102 (nn.Module.train)
         super().train(mode)
         if self.pixel_head_frozen:
             self.pixel_head.eval()
+        if self.image_head is not None:
+            self.image_head.eval()
         return self
 
     def label_logits(
@@ -419,7 +469,12 @@ class MultiLabelRoIHeads(RoIHeads):
             losses["loss_labels"] = self.label_loss_weight * loss
         else:
             boxes = [r["boxes"] for r in result]
+            counts = [len(b) for b in boxes]
             probs = torch.sigmoid(self.label_logits(features, boxes, image_shapes))
-            for r, p in zip(result, probs.split([len(b) for b in boxes])):
+            for r, p in zip(result, probs.split(counts)):
                 r["label_probs"] = p
+            if self.image_head is not None and sum(counts):
+                embedded = self.pixel_head.embed(pixel_crops(self.images, boxes))
+                for r, f in zip(result, embedded.split(counts)):
+                    r["label_features"] = f
         return result, losses

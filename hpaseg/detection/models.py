@@ -274,6 +274,7 @@ def build_maskrcnn(
     frozen_backbone: bool | None = None,
     label_inputs: str = DEFAULT_LABEL_INPUTS,
     distill_weight: float = DEFAULT_DISTILL_WEIGHT,
+    image_head: bool = False,
 ) -> MaskRCNN:
     """Build a four-channel Mask R-CNN: class-agnostic cells and a multi-label head.
 
@@ -304,6 +305,9 @@ def build_maskrcnn(
     distill_weight : float
         Weight of a teacher's probabilities in the label head's targets, for cells that
         have them (:func:`hpaseg.detection.heads.distill_targets`).
+    image_head : bool
+        Hold an image head on the pixel head's features of the cells
+        (:class:`~hpaseg.detection.heads.MultiLabelRoIHeads`; fitted by the trainer).
 
     Returns
     -------
@@ -342,6 +346,7 @@ def build_maskrcnn(
         label_loss_weight=label_loss_weight,
         label_inputs=label_inputs,
         distill_weight=distill_weight,
+        image_head=image_head,
     )
     hand_images_to_heads(model)
     return model

@@ -106,6 +106,7 @@ class CellPrediction:
     box: tuple[int, int, int, int]  # x0, y0, x1, y1 in working px, exclusive ends
     score: float  # detection (cell) score
     label_probs: np.ndarray  # (19,) float
+    detection: int = -1  # its row among the model's detections
 
 
 def mask_iou_matrix(binary: torch.Tensor) -> np.ndarray:
@@ -178,7 +179,7 @@ def select_cells(
     for j, (x0, y0, x1, y1) in zip(kept, boxes.tolist()):
         i = int(order[j])
         box = (max(0, int(x0) - 1), max(0, int(y0) - 1), min(w, int(x1) + 2), min(h, int(y1) + 2))
-        cells.append(CellPrediction(masks[i], box, float(scores[i]), label_probs[i].double().numpy()))
+        cells.append(CellPrediction(masks[i], box, float(scores[i]), label_probs[i].double().numpy(), i))
     return cells
 
 
@@ -236,7 +237,10 @@ def compose_label_image(
 
 
 def cell_scores(
-    probabilities: np.ndarray, detection_scores: np.ndarray, config: PostprocessConfig = PostprocessConfig()
+    probabilities: np.ndarray,
+    detection_scores: np.ndarray,
+    config: PostprocessConfig = PostprocessConfig(),
+    image_probabilities: np.ndarray | None = None,
 ) -> dict[int, list[tuple[int, float]]]:
     """The reported (class, confidence) pairs of an image's cells 1..N.
 
@@ -245,6 +249,10 @@ def cell_scores(
     probabilities : ndarray, shape (N, 19)
         Label probabilities of cells 1..N.
     detection_scores : ndarray, shape (N,)
+    config : PostprocessConfig
+    image_probabilities : ndarray, shape (19,), optional
+        The model's image head's (:mod:`hpaseg.detection.heads`), mixed by the score rule
+        with those pooled from the cells.
 
     Returns
     -------
@@ -259,7 +267,7 @@ def cell_scores(
     """
     if len(probabilities) == 0:
         return {}
-    scores = fuse_scores(np.asarray(probabilities).reshape(-1, NUM_CLASSES), None, config.score_rule)
+    scores = fuse_scores(np.asarray(probabilities).reshape(-1, NUM_CLASSES), image_probabilities, config.score_rule)
     if config.weight_by_detection:
         scores = scores * np.asarray(detection_scores, dtype=np.float64)[:, None]
     return {

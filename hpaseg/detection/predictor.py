@@ -62,6 +62,7 @@ class DetectedCells:
     label_image: np.ndarray
     probabilities: np.ndarray
     detection_scores: np.ndarray
+    image_probabilities: np.ndarray | None = None  # (19,): the model's image head's, if it has one
 
     def cell_probabilities(self) -> CellProbabilities:
         """``{cell: probabilities}`` of cells 1..N."""
@@ -69,7 +70,7 @@ class DetectedCells:
 
     def cell_scores(self, config: PostprocessConfig = PostprocessConfig()) -> CellScores:
         """Reported (class, confidence) pairs of cells 1..N (:func:`~hpaseg.detection.postprocess.cell_scores`)."""
-        return cell_scores(self.probabilities, self.detection_scores, config)
+        return cell_scores(self.probabilities, self.detection_scores, config, self.image_probabilities)
 
 
 def load_checkpoint(path: str | Path) -> dict:
@@ -106,6 +107,7 @@ def build_model_from_checkpoint(
         pretrained=None,
         score_threshold=score_threshold,
         label_inputs=ckpt.get("label_inputs", "features"),  # checkpoints before the pixel head: features
+        image_head=bool(ckpt.get("image_head", False)),  # checkpoints before the image head: none
     )
     try:
         model.load_state_dict(ckpt["model"])
@@ -122,8 +124,11 @@ def cells_from_output(
     working_shape: tuple[int, int],
     out_shape: tuple[int, int],
     config: PostprocessConfig = PostprocessConfig(),
+    image_head: torch.nn.Module | None = None,
 ) -> DetectedCells:
-    """One image's model output (``scores``, ``masks``, ``label_probs``) as cells at ``out_shape``."""
+    """One image's model output (``scores``, ``masks``, ``label_probs``) as cells at ``out_shape``;
+    with the model's ``image_head`` and the output's ``label_features``, the image's
+    probabilities from its kept cells' features."""
     cells = select_cells(
         output["scores"].detach().cpu().float(),
         output["masks"].detach().cpu().float(),
@@ -132,7 +137,13 @@ def cells_from_output(
     )
     label_image, kept = compose_label_image(cells, working_shape, out_shape, config)
     probs = np.array([cells[i].label_probs for i in kept], dtype=np.float64).reshape(-1, NUM_CLASSES)
-    return DetectedCells(label_image, probs, np.array([cells[i].score for i in kept], dtype=np.float64))
+    image_probs = None
+    if image_head is not None and kept and "label_features" in output:
+        rows = torch.tensor([cells[i].detection for i in kept])
+        features = output["label_features"].detach().float()[rows.to(output["label_features"].device)]
+        image_probs = torch.sigmoid(image_head(features).float()).cpu().numpy().astype(np.float64)
+    scores = np.array([cells[i].score for i in kept], dtype=np.float64)
+    return DetectedCells(label_image, probs, scores, image_probs)
 
 
 @torch.no_grad()
@@ -156,8 +167,9 @@ def detect_tensors(
     """
     model.eval()
     outputs = model(list(images))
+    image_head = getattr(model.roi_heads, "image_head", None)
     return [
-        cells_from_output(out, tuple(image.shape[-2:]), tuple(shape), config)
+        cells_from_output(out, tuple(image.shape[-2:]), tuple(shape), config, image_head)
         for image, out, shape in zip(images, outputs, out_shapes)
     ]
 

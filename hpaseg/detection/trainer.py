@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from tqdm import tqdm
 
 from .. import __version__
+from ..classes import image_labels_of_cells
 from ..errors import InputError
 from ..evaluation import competition_map
 from ..labels import build_cache, cache_folder, load_coco_split
@@ -39,8 +40,17 @@ from ..runtime.schedule import build_scheduler
 from ..runtime.seed import rng_state, seed_everything, set_rng_state
 from ..submission import Prediction, SubmissionRow, encode_label_image, submission_row
 from ..transforms import to_tensor
-from .data import CellDataset, cell_crops, collate, load_teacher, teacher_file
-from .heads import DEFAULT_DISTILL_WEIGHT, DEFAULT_LABEL_INPUTS, LABEL_EPOCHS, check_label_inputs, fit_pixel_head
+from ..weak import fit_image_head
+from .data import CellDataset, cell_crops_by_image, collate, joined_crops, load_teacher, teacher_file
+from .heads import (
+    DEFAULT_DISTILL_WEIGHT,
+    DEFAULT_LABEL_INPUTS,
+    IMAGE_EPOCHS,
+    IMAGE_HEAD_FIT,
+    LABEL_EPOCHS,
+    check_label_inputs,
+    fit_pixel_head,
+)
 from .models import BACKBONES, MODEL_KIND, RGBY_MEAN, RGBY_STD, build_maskrcnn
 from .predictor import predict_tensors
 
@@ -89,6 +99,9 @@ class TrainConfig:
     teacher: str | None = None  # a cell classifier run (its cell_probabilities.csv) or such a CSV
     distill_weight: float = DEFAULT_DISTILL_WEIGHT  # weight of the teacher's probabilities in the label targets
     label_epochs: int = LABEL_EPOCHS  # pixel head alone on the training cells' crops first, then frozen; 0 = joint
+    image_epochs: int = (
+        IMAGE_EPOCHS  # image head on the pixel features of each image's cells, after the pixel head; 0 = none
+    )
     log_period: int = 20
     pretrained: str | None = None  # None, "imagenet" or a torchvision checkpoint path
     device: str = "cuda"
@@ -107,6 +120,7 @@ _NON_NEGATIVE = (
     "weight_decay",
     "label_loss_weight",
     "label_epochs",
+    "image_epochs",
 )
 
 
@@ -220,6 +234,7 @@ def _state(model, optimizer, scheduler, scaler, iteration: int, epoch: int, step
         "backbone": cfg.backbone,
         "image_size": cfg.image_size,
         "label_inputs": cfg.label_inputs,
+        "image_head": has_image_head(cfg),
         "config": dataclasses.asdict(cfg),
         "hpaseg_version": __version__,
     }
@@ -262,11 +277,17 @@ def _resume(
             "retrain in another output folder",
             param="resume",
         )
-    theirs = (state.get("backbone"), state.get("image_size"), state.get("label_inputs", "features"))
-    if theirs != (cfg.backbone, cfg.image_size, cfg.label_inputs):
+    theirs = (
+        state.get("backbone"),
+        state.get("image_size"),
+        state.get("label_inputs", "features"),
+        state.get("image_head", False),
+    )
+    if theirs != (cfg.backbone, cfg.image_size, cfg.label_inputs, has_image_head(cfg)):
         raise InputError(
             f"resume: {last} was trained with backbone {theirs[0]!r} at {theirs[1]} px, label inputs {theirs[2]!r}, "
-            f"not {cfg.backbone!r} at {cfg.image_size} px, {cfg.label_inputs!r}; use another output folder",
+            f"image head {theirs[3]}, not {cfg.backbone!r} at {cfg.image_size} px, {cfg.label_inputs!r}, image head "
+            f"{has_image_head(cfg)}; use another output folder",
             param="resume",
         )
     _unwrap(model).load_state_dict(state["model"])
@@ -293,18 +314,45 @@ class _Training:
         return _state(self.model, self.optimizer, self.scheduler, self.scaler, iteration, epoch, step, cfg)
 
 
+def has_image_head(cfg: TrainConfig) -> bool:
+    """Whether a run of ``cfg`` has an image head: ``image_epochs`` > 0, on a pixel head
+    fitted first (``label_inputs`` pixels+features, ``label_epochs`` > 0)."""
+    return cfg.image_epochs > 0 and cfg.label_epochs > 0 and cfg.label_inputs == "pixels+features"
+
+
+@torch.no_grad()
+def _fit_image_head(cfg: TrainConfig, heads, per_image: list, device: torch.device) -> None:
+    """The image head on the fitted pixel head's features of each training image's cells,
+    trained on the images' labels (the union of their cells' labels, as train.csv writes them)."""
+    started = time.perf_counter()
+    features = [heads.pixel_head.embed(crops.to(device)).float().cpu().numpy() for crops, _, _ in per_image]
+    labels = [
+        image_labels_of_cells(tuple(int(k) for k in torch.nonzero(row).flatten()) for row in hard)
+        for _, _, hard in per_image
+    ]
+    with torch.enable_grad():
+        head = fit_image_head(features, labels, epochs=cfg.image_epochs, seed=cfg.seed, **IMAGE_HEAD_FIT)
+    heads.set_image_head(head)
+    log.info(
+        "image head: fitted on the pixel features of %d training images, %d epochs, %.1f s",
+        len(features), cfg.image_epochs, time.perf_counter() - started,
+    )  # fmt: skip
+
+
 def _pixel_head_first(cfg: TrainConfig, model: torch.nn.Module, train_set: CellDataset, *, fit: bool) -> None:
     """With ``cfg.label_epochs``: train the pixel head alone on every training cell's crop
     (``fit``: a run that starts at iteration 0; every process the same, from the same
     seed), then freeze it for the detector's iterations (a resumed run finds it trained in
-    its checkpoint). Before DistributedDataParallel wraps the model, which must know the
-    parameters that train."""
+    its checkpoint); with an image head (:func:`has_image_head`), fit it next on the frozen
+    pixel head's features. Before DistributedDataParallel wraps the model, which must know
+    the parameters that train."""
     heads = model.roi_heads
     if not cfg.label_epochs or heads.pixel_head is None:
         return
     if fit:
         device = next(model.parameters()).device
-        crops, targets = cell_crops(train_set, RGBY_MEAN, RGBY_STD, cfg.distill_weight)
+        per_image = cell_crops_by_image(train_set, RGBY_MEAN, RGBY_STD, cfg.distill_weight)
+        crops, targets = joined_crops(per_image)
         started = time.perf_counter()
         losses = fit_pixel_head(
             heads.pixel_head, crops.to(device), targets.to(device), epochs=cfg.label_epochs, seed=cfg.seed
@@ -315,6 +363,8 @@ def _pixel_head_first(cfg: TrainConfig, model: torch.nn.Module, train_set: CellD
             losses[-1] if losses else float("nan"), time.perf_counter() - started,
         )  # fmt: skip
     heads.freeze_pixel_head()
+    if fit and heads.image_head is not None and per_image:
+        _fit_image_head(cfg, heads, per_image, device)
 
 
 def _setup(
@@ -328,6 +378,7 @@ def _setup(
         label_loss_weight=cfg.label_loss_weight,
         label_inputs=cfg.label_inputs,
         distill_weight=cfg.distill_weight,
+        image_head=has_image_head(cfg),
     ).to(device)
     _pixel_head_first(cfg, model, train_set, fit=fit_pixels)
     if info.distributed:

@@ -11,6 +11,9 @@ propagated from it. Routes:
   (Negative only for images with no other class);
 * ``cell (descriptors, S)``: the cell classifier trained with supervision ``S``
   (:mod:`hpaseg.weak`), scored on the segmented test cells;
+* ``cell (CNN, refined)``, when asked (:attr:`RoutesConfig.cnn`, :data:`CNN_CPU`): the
+  same weak-supervision trainer with a CNN on cell crops (rounds, image head on its
+  pooled features, refit, score rule), scored the same way;
 * ``Mask R-CNN``: trained on the refined run's cleaned cell labels
   (:func:`hpaseg.labels.relabel_dataset`) and, as its label head's teacher, that run's
   probabilities of the training cells (``cell_probabilities.csv``); its own cells and labels;
@@ -45,7 +48,7 @@ import pandas as pd
 from .. import io
 from ..classes import NUM_CLASSES, image_labels_of_cells
 from ..classification import CellClassifierPredictor, ClassifyConfig, cell_preset, load_classifier, train_classifier
-from ..classification.descriptor_trainer import REFINED_LABELS
+from ..classification.cell_trainer import REFINED_LABELS
 from ..detection import MaskRCNNPredictor, TrainConfig, train_torchvision
 from ..evaluation import cell_targets, competition_map, evaluate_scores
 from ..evaluation.baselines import (
@@ -66,6 +69,8 @@ __all__ = [
     "RANDOM",
     "WEAK",
     "WEAK_MASKRCNN",
+    "CNN_CPU",
+    "cnn_route_name",
     "RoutesConfig",
     "RouteScore",
     "score_rows",
@@ -106,6 +111,21 @@ MASKRCNN_CPU: dict = {
 #: included, stays within 10 minutes (``bench learn``: benchmarks/RESULTS.md).
 MASKRCNN_CPU_ITERS = 240
 
+#: The CNN cell route at CPU scale (``bench learn --cnn``): ResNet18 from random
+#: initialisation on 64-px RGBY crops, 4 epochs a round (refined: 3 rounds, then the refit's
+#: 3), AdamW 1e-3, steps of up to 64 cells; about 125 crops/s of training on 2 cores. Set
+#: before measuring, not tuned on the benchmark: what a GPU changes is the crop size (128),
+#: the epochs and the ImageNet weights of :data:`hpaseg.classification.CELL_PRESETS` ``gpu``.
+CNN_CPU: dict = {
+    "backbone": "resnet18",
+    "crop_size": 64,
+    "epochs": 4,
+    "lr": 1e-3,
+    "weight_decay": 1e-4,
+    "batch_size": 64,
+    "supervision": "refined",
+}
+
 
 @dataclass(frozen=True)
 class RoutesConfig:
@@ -120,6 +140,9 @@ class RoutesConfig:
         Mask R-CNN iterations (0: no Mask R-CNN or hybrid route).
     maskrcnn : dict
         Other :class:`hpaseg.detection.TrainConfig` settings.
+    cnn : dict
+        Settings of a CNN cell-classifier route (e.g. :data:`CNN_CPU`) over the CPU preset's;
+        empty: no such route.
     """
 
     out: str
@@ -130,6 +153,7 @@ class RoutesConfig:
     classifier: dict = dataclasses.field(default_factory=dict)
     maskrcnn_iters: int = 0
     maskrcnn: dict = dataclasses.field(default_factory=dict)
+    cnn: dict = dataclasses.field(default_factory=dict)
     workers: int = 2
     seed: int = 0
 
@@ -309,27 +333,51 @@ def score_rule_variants() -> list[tuple[str, ScoreRule, LabelRule]]:
     return rules
 
 
+def cnn_route_name(cnn: dict) -> str:
+    """The route name of a CNN cell classifier's settings.
+
+    >>> cnn_route_name(CNN_CPU)
+    'cell classifier (resnet18, refined)'
+    """
+    return f"cell classifier ({cnn['backbone']}, {cnn.get('supervision', 'refined')})"
+
+
+def _cell_run(cfg: RoutesConfig, run: Path, settings: dict, progress: bool) -> Path:
+    classify = ClassifyConfig(
+        level="cell",
+        channels="rgby",
+        dataset=cfg.dataset,
+        data=str(Path(cfg.data) / "train"),
+        masks=str(Path(cfg.masks) / "train"),
+        out=str(run),
+        device="cpu",
+        workers=cfg.workers,
+        seed=cfg.seed,
+        **settings,
+    )
+    log.info("   cell classifier: %s, %s supervision", classify.backbone, classify.supervision)
+    train_classifier(classify, resume=True, progress=progress)
+    return run
+
+
 def _train_cell_runs(cfg: RoutesConfig, progress: bool) -> dict[str, Path]:
-    runs = {}
-    for supervision in cfg.supervisions:
-        settings = {**cell_preset("cpu"), **cfg.classifier, "supervision": supervision}
-        run = Path(cfg.out) / f"cell_{supervision}"
-        classify = ClassifyConfig(
-            level="cell",
-            channels="rgby",
-            dataset=cfg.dataset,
-            data=str(Path(cfg.data) / "train"),
-            masks=str(Path(cfg.masks) / "train"),
-            out=str(run),
-            device="cpu",
-            workers=cfg.workers,
-            seed=cfg.seed,
-            **settings,
+    """The descriptors runs, one per supervision, by supervision."""
+    return {
+        supervision: _cell_run(
+            cfg,
+            Path(cfg.out) / f"cell_{supervision}",
+            {**cell_preset("cpu"), **cfg.classifier, "supervision": supervision},
+            progress,
         )
-        log.info("   cell classifier: descriptors, %s supervision", supervision)
-        train_classifier(classify, resume=True, progress=progress)
-        runs[supervision] = run
-    return runs
+        for supervision in cfg.supervisions
+    }
+
+
+def _scored_cell_run(cfg: RoutesConfig, name: str, run: Path, tag: str, truth) -> RouteScore:
+    rows = rows_by_rule(cell_probabilities(run, Path(cfg.data) / "test", Path(cfg.masks) / "test"))
+    write_submission(Path(cfg.out) / f"{tag}_submission.csv", rows)
+    seconds = io.read_json(run / "eval.json")["train_seconds"]
+    return RouteScore(name, *score_rows(truth, rows), seconds, str(Path(cfg.out) / f"{tag}_submission.csv"))
 
 
 def _maskrcnn(cfg: RoutesConfig, labeller_run: Path, progress: bool) -> tuple[Path, float]:
@@ -393,17 +441,13 @@ def run_routes(
     step(f"cell classifier (descriptors), supervision {', '.join(cfg.supervisions)}")
     runs = _train_cell_runs(cfg, progress)
     for supervision, run in runs.items():
-        rows = rows_by_rule(cell_probabilities(run, Path(cfg.data) / "test", Path(cfg.masks) / "test"))
-        write_submission(out / f"cell_{supervision}_submission.csv", rows)
-        seconds = io.read_json(run / "eval.json")["train_seconds"]
-        scores.append(
-            RouteScore(
-                f"cell classifier (descriptors, {supervision})",
-                *score_rows(truth, rows),
-                seconds,
-                str(out / f"cell_{supervision}_submission.csv"),
-            )
-        )
+        name = f"cell classifier (descriptors, {supervision})"
+        scores.append(_scored_cell_run(cfg, name, run, f"cell_{supervision}", truth))
+    if cfg.cnn:
+        settings = {**cell_preset("cpu"), **cfg.classifier, **cfg.cnn}
+        step(f"{cnn_route_name(settings)}: CNN on {settings.get('crop_size')}-px cell crops")
+        run = _cell_run(cfg, out / "cell_cnn", settings, progress)
+        scores.append(_scored_cell_run(cfg, cnn_route_name(settings), run, "cell_cnn", truth))
     if cfg.maskrcnn_iters > 0:
         labeller = runs.get("refined", list(runs.values())[-1])
         step(f"Mask R-CNN ({cfg.maskrcnn_iters} iterations) on the cleaned cell labels, and the hybrid route")

@@ -5,6 +5,8 @@
   mixing (several images' cells as one bag with the union of their labels);
 * :mod:`~hpaseg.weak.refine`: pseudo-label refinement: each cell re-labelled from its
   own predictions within its image's labels, cells left with none become Negative;
+* :mod:`~hpaseg.weak.image_head`: the image head, image labels learned from an image's
+  cell features (descriptors, CNN or Mask R-CNN pixel-head features), with bag mixing;
 * :mod:`~hpaseg.weak.fusion`: cell and image probabilities fused into the per-cell scores
   every route reports, with Negative estimated from the other classes.
 
@@ -33,6 +35,7 @@ from .fusion import (
     image_probabilities,
     negative_from_classes,
 )
+from .image_head import IMAGE_HEAD, ImageHead, StandardizedMLP, fit_image_head, image_head_probabilities, one_thread
 from .refine import refine_targets
 
 __all__ = [
@@ -46,6 +49,12 @@ __all__ = [
     "propagated_targets",
     "targets_matrix",
     "refine_targets",
+    "IMAGE_HEAD",
+    "ImageHead",
+    "StandardizedMLP",
+    "fit_image_head",
+    "image_head_probabilities",
+    "one_thread",
     "FUSIONS",
     "NEGATIVE_RULES",
     "ScoreRule",

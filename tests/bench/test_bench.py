@@ -83,7 +83,7 @@ def test_bench_unknown(capsys):
 @pytest.fixture(scope="module")
 def learn_run(tmp_path_factory) -> tuple[Path, str]:
     """``bench learn --smoke`` over 3 seeds (8 train, 3 test images of 128 px each; Mask R-CNN
-    on the first seed only) with two supervisions, and what it printed."""
+    on the first seed only) with two supervisions and the CNN cell route, and what it printed."""
     import contextlib
     import io as text_io
 
@@ -92,7 +92,18 @@ def learn_run(tmp_path_factory) -> tuple[Path, str]:
     out = tmp_path_factory.mktemp("bench") / "learn"
     printed = text_io.StringIO()
     with contextlib.redirect_stdout(printed):
-        argv = ["--out", str(out), "--smoke", "--seeds", "3", "--supervisions", "propagated", "refined", "--quiet"]
+        argv = [
+            "--out",
+            str(out),
+            "--smoke",
+            "--seeds",
+            "3",
+            "--supervisions",
+            "propagated",
+            "refined",
+            "--cnn",
+            "--quiet",
+        ]
         assert bench_learn.main(argv) == 0
     return out, printed.getvalue()
 
@@ -100,6 +111,7 @@ def learn_run(tmp_path_factory) -> tuple[Path, str]:
 MASKRCNN = "Mask R-CNN (its own cells and labels)"
 HYBRID = "hybrid (Mask R-CNN cells, cell classifier labels)"
 REFINED = "cell classifier (descriptors, refined)"
+CNN = "cell classifier (resnet18, refined)"
 
 
 def test_bench_learn_scores_every_route_and_score_rule_on_every_seed(learn_run):
@@ -109,7 +121,7 @@ def test_bench_learn_scores_every_route_and_score_rule_on_every_seed(learn_run):
     assert re.search(r"^seconds=\d+$", printed.strip().splitlines()[-1])
     result = json.loads((out / "learn.json").read_text())
     assert result["seeds"] == [0, 1, 2]
-    every_seed = {PRIOR, RANDOM, WEAK, "cell classifier (descriptors, propagated)", REFINED}
+    every_seed = {PRIOR, RANDOM, WEAK, "cell classifier (descriptors, propagated)", REFINED, CNN}
     for seed in (0, 1, 2):
         routes = {r["route"] for r in result["routes"] if r["seed"] == seed}
         # Mask R-CNN and the hybrid on the first seed only (--maskrcnn-seeds 1)
@@ -121,7 +133,9 @@ def test_bench_learn_scores_every_route_and_score_rule_on_every_seed(learn_run):
     summary = {r["route"]: r for r in result["summary"]}
     assert summary[REFINED]["n"] == 3 and summary[MASKRCNN]["n"] == 1
     assert summary[MASKRCNN]["verdict"] == "one repeat: no spread" and summary[WEAK]["verdict"] == "baseline"
-    assert all(r["train_seconds"] > 0 for r in result["routes"] if r["route"] == REFINED)
+    assert all(r["train_seconds"] > 0 for r in result["routes"] if r["route"] in (REFINED, CNN))
+    cnn_eval = json.loads((out / "seed0" / "routes" / "cell_cnn" / "eval.json").read_text())
+    assert cnn_eval["backbone"] == "resnet18" and cnn_eval["input_size"] == 32 and cnn_eval["rounds"] == 3
     rules = [r["rule"] for r in result["score_rules"] if r["seed"] == 0]
     assert len(rules) == 27 and "fusion product, Negative max" in rules and "fusion mean w 0.2, Negative max" in rules
     assert {r["n"] for r in result["score_rule_summary"]} == {3}

@@ -76,6 +76,7 @@ def test_backbone_names_and_bad_checkpoints(tmp_path):
         "efficientnet_b0",
         "efficientnet_b3",
         "efficientnet_b5",
+        "resnet18",
     }
     with pytest.raises(
         InputError,

@@ -1,5 +1,6 @@
-"""The descriptor network with weak supervision: on constructed bags it learns which cells
-carry their image's labels; runs write, resume and load like the CNN runs."""
+"""The weak-supervision trainer with the descriptor network: on constructed bags it learns
+which cells carry their image's labels; runs write, resume and load (its CNN backbone:
+test_cnn_cell_route.py)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from hpaseg.classification import (
     train_bags,
     train_classifier,
 )
-from hpaseg.classification.descriptor_trainer import VALIDATED_MODEL, split_bags
+from hpaseg.classification.cell_trainer import VALIDATED_MODEL, split_bags
 from hpaseg.errors import InputError
 from hpaseg.weak import ScoreRule, fuse_scores, propagated_targets
 
@@ -154,7 +155,10 @@ def test_an_image_head_trained_only_on_mixed_bags_still_reads_single_images():
     "changes, message",
     [
         ({"level": "image"}, "descriptors and weak supervision are cell-level"),
-        ({"backbone": "efficientnet_b0", "supervision": "mil"}, "supervision mil with backbone"),
+        (
+            {"backbone": "efficientnet_b0", "crop_size": 16},
+            "crop_size 16: backbone 'efficientnet_b0' needs inputs of at least 32 px",
+        ),
         ({"keep_fraction": 0.0}, "keep_fraction 0.0"),
         ({"supervision": "magic"}, "supervision 'magic'"),
         ({"pooling": "attention"}, "pooling 'attention'"),
@@ -333,10 +337,10 @@ def test_the_run_loads_and_scores_the_cells_of_an_image(descriptor_run, tiny_dat
 
 
 def test_the_image_head_scores_many_images_in_one_pass_as_it_scores_each():
-    from hpaseg.classification.models import DescriptorImageNet
+    from hpaseg.weak import ImageHead
 
     torch.manual_seed(0)
-    head = DescriptorImageNet(6, hidden=16).eval()
+    head = ImageHead(6, hidden=16).eval()
     bags = [torch.randn(n, 6) for n in (1, 5, 2, 9)]
     one_by_one = torch.stack([head(x) for x in bags])
     assert torch.allclose(head.forward_bags(bags), one_by_one, atol=1e-5)

@@ -1,22 +1,37 @@
-"""The descriptor network's trainer (``hpaseg classify --level cell --backbone descriptors``):
-weak supervision over the cells of each image, in seconds to minutes on a CPU.
+"""The weak-supervision trainer of cell classifiers (``hpaseg classify --level cell`` with
+``supervision`` ``refined`` or ``mil``, and every supervision of the descriptors
+backbone): one code path for both kinds of cell network.
 
-Data: every cell of ``DATASET/train.json`` and ``val.json`` described once
-(:mod:`hpaseg.classification.bags`), grouped by image. A step is a batch of
-``batch_size`` images; each image weighs the same.
+* ``backbone="descriptors"`` (the CPU preset): every cell described once
+  (:mod:`hpaseg.classification.bags`), a :class:`~hpaseg.classification.models.DescriptorNet`
+  on the descriptors; seconds to minutes on a CPU.
+* a timm backbone (the GPU preset, ``efficientnet_b0``; ``resnet18`` for CPUs): every cell
+  cropped once at ``crop_size`` px (the crop cache of ``hpaseg classify``), a
+  :class:`~hpaseg.classification.models.CropNet` on the uint8 crops (random right-angle
+  turns and flips in training), on ``cfg.device`` with bfloat16 autocast on CUDA
+  (``cfg.amp``).
+
+Data: the cells of ``DATASET/train.json`` and ``val.json``, grouped by image (a
+:class:`~hpaseg.classification.bags.Bag` per image: its cells' descriptors or crops,
+labels and targets). A step is a batch of images, each weighing the same:
+``batch_size`` images for descriptors, images up to ``batch_size`` cells for a CNN (at
+least one image).
 
 Supervision (``cfg.supervision``, :mod:`hpaseg.weak`):
 
 * ``propagated``: each cell's targets are its dataset labels (its image's, as
-  ``hpaseg propagate`` wrote them); binary cross-entropy per cell;
+  ``hpaseg propagate`` wrote them); binary cross-entropy per cell (a CNN with propagated
+  labels is the companion study's setting and trains in :mod:`hpaseg.classification.trainer`,
+  with its losses and augmentations);
 * ``mil``: :func:`hpaseg.weak.bag_loss` on the image's labels (``cfg.pooling``);
 * ``refined``: a propagated round, then ``cfg.refine_rounds`` rounds, each trained
   afresh on targets refined from the previous round's predictions on the training
   cells (:func:`hpaseg.weak.refine_targets`, ``cfg.keep_fraction``).
 
 Image head (``cfg.image_epochs`` > 0, :func:`fit_image_head`): after the rounds, a
-:class:`~hpaseg.classification.models.DescriptorImageNet` trained on the training images'
-labels from the mean and maximum of their cells' descriptors; at prediction its
+:class:`~hpaseg.classification.models.ImageHead` trained on the training images'
+labels from the mean and maximum of their cells' features (the descriptors themselves,
+or the last round's pooled CNN features, :func:`feature_bags`); at prediction its
 probabilities are mixed with those pooled from the cells (:func:`hpaseg.weak.image_estimate`).
 Bag mixing augments its training (``cfg.image_mix``, :func:`hpaseg.weak.bag_mixtures`):
 with that chance a sample is its image's cells joined by those of 1-3 other training
@@ -27,7 +42,7 @@ the image head alone from 0.677 to 0.720 mAP and the default score rule from 0.7
 0.731 (benchmarks/RESULTS.md: how much of that is seed noise). Only the image head
 mixes: the rounds' cells keep their own (propagated or refined) targets. The head trains
 with one batched pass per step
-(:meth:`~hpaseg.classification.models.DescriptorImageNet.forward_bags`): the refined run
+(:meth:`~hpaseg.classification.models.ImageHead.forward_bags`): the refined run
 of ``bench learn`` trains in 57 s, against 75 s before bag mixing.
 
 Passes: pass 0 trains the rounds and the image head on the train split and scores them
@@ -69,7 +84,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from .. import __version__, io
@@ -83,18 +97,22 @@ from ..runtime.config import save_config
 from ..runtime.logger import MetricsLogger
 from ..runtime.seed import seed_everything
 from ..weak import (
+    IMAGE_HEAD,
+    ImageHead,
     ScoreRule,
     bag_loss,
-    bag_mixtures,
     cell_loss,
     image_estimate,
-    mixed_bag,
+    one_thread,
     refine_targets,
     targets_matrix,
 )
-from .bags import Bag, build_descriptor_cache, copy_bags, descriptor_cache_dir, load_bags
-from .config import CHECKPOINT_KIND, EVAL_FILE, FINAL, ClassifyConfig, check_config
-from .models import DESCRIPTORS, DescriptorImageNet, DescriptorNet
+from ..weak import fit_image_head as weak_fit_image_head
+from ..weak import image_head_probabilities as weak_image_head_probabilities
+from .bags import Bag, build_descriptor_cache, copy_bags, descriptor_cache_dir, descriptor_cache_paths, load_bags
+from .config import CHECKPOINT_KIND, EVAL_FILE, FINAL, ClassifyConfig, check_config, input_size
+from .data import build_crop_cache, crop_cache_dir, crop_cache_paths
+from .models import DESCRIPTORS, CropNet, DescriptorNet, build_classifier, normalization
 
 __all__ = [
     "REFINED_LABELS",
@@ -103,6 +121,7 @@ __all__ = [
     "refined_labels",
     "rounds_of",
     "bag_probabilities",
+    "feature_bags",
     "fit_round",
     "split_bags",
     "IMAGE_HEAD",
@@ -111,7 +130,8 @@ __all__ = [
     "image_head_probabilities",
     "refine_bags",
     "train_bags",
-    "train_descriptor_classifier",
+    "train_cell_classifier",
+    "trains",
 ]
 
 log = logging.getLogger(__name__)
@@ -130,19 +150,29 @@ _VAL_KEYS = ("val_macro_ap", "val_image_macro_ap")
 
 #: Settings a round checkpoint must share with the config that resumes it.
 _RESUME_KEYS = (
-    "supervision", "pooling", "keep_fraction", "hidden", "depth", "dropout", "epochs", "lr", "seed", "image_epochs",
+    "backbone", "crop_size", "pretrained", "supervision", "pooling", "keep_fraction", "hidden", "depth", "dropout", "epochs", "lr", "seed", "image_epochs",
     "image_mix", "refit",
 )  # fmt: skip
 
 #: What a run of an earlier hpaseg, which did not record these settings, was trained with.
 _BEFORE_RECORDED = {"image_epochs": 0, "image_mix": 0.0, "refit": False}
 
-#: The image head's network and batch (images per step); its epochs are ``cfg.image_epochs``,
-#: its optimiser the rounds' (AdamW, ``cfg.lr``, ``cfg.weight_decay``), its augmentation bag
-#: mixing (``cfg.image_mix``). Chosen with the score rule's image-model weight by
-#: cross-validation on training images (hpaseg.weak.fusion).
-IMAGE_HEAD: dict = {"hidden": 256, "depth": 2, "dropout": 0.2}
-_IMAGE_HEAD_BATCH = 16
+#: ``net_kind`` of a checkpoint whose cell network is a :class:`CropNet` (a CNN trained here).
+CROP_NET = "crop_net"
+#: Cells per forward pass when a CNN predicts (probabilities, features).
+_CNN_CHUNK = 256
+
+
+def trains(cfg: ClassifyConfig) -> bool:
+    """Whether this trainer trains ``cfg``: cell level, and the descriptors backbone or weak
+    supervision (``mil``, ``refined``); a CNN on propagated labels is the study's trainer's.
+
+    >>> trains(ClassifyConfig(level="cell", backbone="resnet18", supervision="refined"))
+    True
+    >>> trains(ClassifyConfig(level="cell", backbone="resnet18", supervision="propagated"))
+    False
+    """
+    return cfg.level == "cell" and (cfg.backbone == DESCRIPTORS or cfg.supervision != "propagated")
 
 
 def rounds_of(cfg: ClassifyConfig) -> int:
@@ -152,13 +182,17 @@ def rounds_of(cfg: ClassifyConfig) -> int:
 
 def split_bags(cfg: ClassifyConfig, progress: bool = True) -> tuple[list[Bag], list[Bag]]:
     """The bags of ``DATASET/train.json`` and ``val.json`` (``cfg.dataset``, images
-    ``cfg.data``, cells ``cfg.masks``), every cell described once (cached)."""
+    ``cfg.data``, cells ``cfg.masks``), every cell described (descriptors) or cropped at
+    ``cfg.crop_size`` (a CNN) once (cached)."""
     splits = [load_coco_split(Path(cfg.dataset) / f"{split}.json") for split in ("train", "val")]
-    cache_dir = descriptor_cache_dir(cfg.dataset, cfg.masks)
-    build_descriptor_cache(
-        splits[0] + splits[1], cfg.data, cfg.masks, cache_dir, workers=cfg.workers, progress=progress
-    )
-    train, val = (load_bags(records, cache_dir) for records in splits)
+    records = splits[0] + splits[1]
+    if cfg.backbone == DESCRIPTORS:
+        cache_dir, paths = descriptor_cache_dir(cfg.dataset, cfg.masks), descriptor_cache_paths
+        build_descriptor_cache(records, cfg.data, cfg.masks, cache_dir, workers=cfg.workers, progress=progress)
+    else:
+        cache_dir, paths = crop_cache_dir(cfg.dataset, cfg.masks, cfg.crop_size), crop_cache_paths
+        build_crop_cache(records, cfg.data, cfg.masks, cache_dir, cfg.crop_size, workers=cfg.workers, progress=progress)
+    train, val = (load_bags(split, cache_dir, paths) for split in splits)
     return train, val
 
 
@@ -172,16 +206,38 @@ def _prepare(cfg: ClassifyConfig, progress: bool) -> tuple[list[Bag], list[Bag]]
     return train, val
 
 
-def _new_model(cfg: ClassifyConfig, train: Sequence[Bag]) -> DescriptorNet:
+def _new_model(cfg: ClassifyConfig, train: Sequence[Bag]) -> DescriptorNet | CropNet:
+    """A fresh cell network: a :class:`DescriptorNet` standardised on the training cells, or
+    a :class:`CropNet` on ``cfg.backbone`` (``cfg.pretrained`` weights), on ``cfg.device``."""
+    if cfg.backbone != DESCRIPTORS:
+        classifier = build_classifier(cfg.backbone, pretrained=cfg.pretrained)
+        return CropNet(classifier, *normalization(cfg.backbone)).to(torch.device(cfg.device))
     x = np.concatenate([b.x for b in train])
     model = DescriptorNet(x.shape[1], hidden=cfg.hidden, depth=cfg.depth, dropout=cfg.dropout)
     model.set_normalization(x.mean(0), x.std(0))
     return model
 
 
-def _batch_loss(model: DescriptorNet, bags: Sequence[Bag], cfg: ClassifyConfig) -> torch.Tensor:
+def _device(model: torch.nn.Module) -> torch.device:
+    return next(model.buffers()).device
+
+
+def _inputs(model: torch.nn.Module, bags: Sequence[Bag]) -> torch.Tensor:
+    """The bags' cells stacked, on the model's device."""
+    return torch.from_numpy(np.concatenate([np.asarray(b.x) for b in bags])).to(_device(model), non_blocking=True)
+
+
+def _autocast(model: torch.nn.Module, enabled: bool = True):
+    """bfloat16 autocast for a CNN on CUDA (no loss scaling needed); a no-op elsewhere."""
+    device = _device(model)
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
+
+
+def _batch_loss(model: DescriptorNet | CropNet, bags: Sequence[Bag], cfg: ClassifyConfig) -> torch.Tensor:
     """Mean over the bags of each bag's loss (one forward pass over all their cells)."""
-    logits = model(torch.from_numpy(np.concatenate([b.x for b in bags])))
+    with _autocast(model, cfg.amp):
+        logits = model(_inputs(model, bags))
+    logits = logits.float().cpu() if _device(model).type != "cpu" else logits.float()
     losses = []
     for bag, part in zip(bags, torch.split(logits, [len(b.cells) for b in bags])):
         if cfg.supervision == "mil":
@@ -193,15 +249,15 @@ def _batch_loss(model: DescriptorNet, bags: Sequence[Bag], cfg: ClassifyConfig) 
 
 
 @contextlib.contextmanager
-def _one_thread():
-    """Run torch on one thread: the network is tiny, and several threads on small matrices
-    cost more in synchronisation than they gain (measured: ~30x slower on 2 busy cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+def _threads(model: torch.nn.Module):
+    """Run a :class:`DescriptorNet` on one thread: the network is tiny, and several threads
+    on small matrices cost more in synchronisation than they gain (measured: ~30x slower on
+    2 busy cores). A CNN keeps torch's threads."""
+    if isinstance(model, CropNet):
         yield
-    finally:
-        torch.set_num_threads(threads)
+        return
+    with one_thread():
+        yield
 
 
 def fit_round(
@@ -233,9 +289,34 @@ def fit_round(
     """
     seed_everything(cfg.seed)
     model = _new_model(cfg, train)
-    with _one_thread():
+    with _threads(model):
         _train_epochs(model, cfg, train, round_index, bar, metrics)
     return model.eval()
+
+
+def batches(order: np.ndarray, bags: Sequence[Bag], batch_size: int, *, by_cells: bool) -> list[np.ndarray]:
+    """``order`` cut into steps: ``batch_size`` bags each, or (``by_cells``) consecutive bags
+    up to ``batch_size`` cells (at least one bag a step).
+
+    >>> bags = [Bag("a", np.arange(n), np.zeros((n, 1), np.float32), (0,), np.zeros((n, 19))) for n in (3, 3, 5, 1)]
+    >>> [b.tolist() for b in batches(np.arange(4), bags, 6, by_cells=True)]
+    [[0, 1], [2, 3]]
+    >>> [b.tolist() for b in batches(np.arange(4), bags, 3, by_cells=False)]
+    [[0, 1, 2], [3]]
+    """
+    if not by_cells:
+        return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    steps, current, cells = [], [], 0
+    for i in order:
+        n = len(bags[i].cells)
+        if current and cells + n > batch_size:
+            steps.append(np.array(current))
+            current, cells = [], 0
+        current.append(i)
+        cells += n
+    if current:
+        steps.append(np.array(current))
+    return steps
 
 
 def _train_epochs(model, cfg: ClassifyConfig, train: Sequence[Bag], round_index: int, bar, metrics) -> None:
@@ -244,8 +325,7 @@ def _train_epochs(model, cfg: ClassifyConfig, train: Sequence[Bag], round_index:
     for epoch in range(cfg.epochs):
         order = np.random.default_rng((cfg.seed, round_index, epoch)).permutation(len(train))
         total = 0.0
-        for start in range(0, len(order), cfg.batch_size):
-            batch = order[start : start + cfg.batch_size]
+        for batch in batches(order, train, cfg.batch_size, by_cells=isinstance(model, CropNet)):
             loss = _batch_loss(model, [train[i] for i in batch], cfg)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {float(loss)} in round {round_index}, epoch {epoch}; lower lr")
@@ -260,65 +340,68 @@ def _train_epochs(model, cfg: ClassifyConfig, train: Sequence[Bag], round_index:
             bar.update()
 
 
-def fit_image_head(cfg: ClassifyConfig, train: Sequence[Bag]) -> DescriptorImageNet | None:
-    """The image head (module docstring) trained on ``train``'s image labels; None when
-    ``cfg.image_epochs`` is 0. Seeded by ``cfg.seed``: the same bags give the same weights.
+def fit_image_head(cfg: ClassifyConfig, train: Sequence[Bag]) -> ImageHead | None:
+    """The image head (:func:`hpaseg.weak.fit_image_head`) trained on ``train``'s image
+    labels from their cells' feature rows (:func:`feature_bags`), ``cfg.image_epochs``
+    epochs, bag mixing ``cfg.image_mix``, AdamW ``cfg.lr`` and ``cfg.weight_decay``; None
+    when ``cfg.image_epochs`` is 0. Seeded by ``cfg.seed``: the same bags give the same weights.
 
     Returns
     -------
-    DescriptorImageNet or None
+    ImageHead or None
         In eval mode.
     """
     if cfg.image_epochs == 0:
         return None
-    seed_everything(cfg.seed)
-    x = np.concatenate([b.x for b in train])
-    head = DescriptorImageNet(x.shape[1], **IMAGE_HEAD)
-    head.set_normalization(x.mean(0), x.std(0))
-    y = torch.from_numpy(targets_matrix([b.image_labels for b in train]))
-    cells = [torch.from_numpy(b.x) for b in train]
-    optimizer = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    head.train()
-    with _one_thread():
-        for epoch in range(cfg.image_epochs):
-            rng = np.random.default_rng((cfg.seed, 1_000_000, epoch))
-            order = rng.permutation(len(train))
-            for start in range(0, len(order), _IMAGE_HEAD_BATCH):
-                groups = bag_mixtures(
-                    order[start : start + _IMAGE_HEAD_BATCH], len(train), rng, probability=cfg.image_mix
-                )
-                samples = [mixed_bag(cells, y, g) for g in groups]
-                logits = head.forward_bags([x for x, _ in samples])
-                targets = torch.stack([t for _, t in samples])
-                loss = F.binary_cross_entropy_with_logits(logits, targets)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-    return head.eval()
+    if any(b.x.ndim != 2 for b in train):
+        raise ValueError("fit_image_head takes bags of feature rows (N, D); give feature_bags(model, bags) for a CNN")
+    return weak_fit_image_head(
+        [b.x for b in train],
+        [b.image_labels for b in train],
+        epochs=cfg.image_epochs,
+        mix=cfg.image_mix,
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        seed=cfg.seed,
+        net=IMAGE_HEAD,
+    )
+
+
+def image_head_probabilities(head: ImageHead | None, bags: Sequence[Bag]) -> list[np.ndarray | None]:
+    """The image head's probabilities ``(19,)`` of each bag of feature rows (None for each without a head)."""
+    return weak_image_head_probabilities(head, [b.x for b in bags])
 
 
 @torch.no_grad()
-def image_head_probabilities(head: DescriptorImageNet | None, bags: Sequence[Bag]) -> list[np.ndarray | None]:
-    """The image head's probabilities ``(19,)`` of each bag (None for each without a head)."""
-    if head is None:
-        return [None] * len(bags)
-    head.eval()
-    if not bags:
-        return []
-    with _one_thread():
-        q = torch.sigmoid(head.forward_bags([torch.from_numpy(b.x) for b in bags])).numpy().astype(np.float64)
-    return list(q)
-
-
-@torch.no_grad()
-def bag_probabilities(model: DescriptorNet, bags: Sequence[Bag]) -> list[np.ndarray]:
-    """Per-cell sigmoid probabilities ``(N, 19)`` of each bag."""
+def _per_bag(model: DescriptorNet | CropNet, bags: Sequence[Bag], forward) -> list[np.ndarray]:
+    """``forward(model, inputs)`` of every cell, split back by bag: one pass for descriptors,
+    passes of about :data:`_CNN_CHUNK` cells for a CNN."""
     model.eval()
     if not bags:
         return []
-    with _one_thread():
-        p = torch.sigmoid(model(torch.from_numpy(np.concatenate([b.x for b in bags])))).numpy().astype(np.float64)
-    return list(np.split(p, np.cumsum([len(b.cells) for b in bags])[:-1]))
+    chunk = _CNN_CHUNK if isinstance(model, CropNet) else None
+    groups = batches(np.arange(len(bags)), bags, chunk, by_cells=True) if chunk else [np.arange(len(bags))]
+    out = []
+    with _threads(model), _autocast(model):
+        for group in groups:
+            part = [bags[i] for i in group]
+            y = forward(model, _inputs(model, part)).float().cpu().numpy()
+            out += np.split(y, np.cumsum([len(b.cells) for b in part])[:-1])
+    return out
+
+
+def bag_probabilities(model: DescriptorNet | CropNet, bags: Sequence[Bag]) -> list[np.ndarray]:
+    """Per-cell sigmoid probabilities ``(N, 19)`` of each bag."""
+    return [p.astype(np.float64) for p in _per_bag(model, bags, lambda m, x: torch.sigmoid(m(x)))]
+
+
+def feature_bags(model: DescriptorNet | CropNet, bags: Sequence[Bag]) -> list[Bag]:
+    """The bags as the image head sees them: as they are for descriptors; for a CNN, copies
+    whose ``x`` are the model's pooled features ``(N, F)`` float32 (:meth:`CropNet.features`)."""
+    if not isinstance(model, CropNet):
+        return list(bags)
+    features = _per_bag(model, bags, lambda m, x: m.features(x))
+    return [dataclasses.replace(b, x=f.astype(np.float32)) for b, f in zip(bags, features)]
 
 
 def refine_bags(model: DescriptorNet, bags: Sequence[Bag], keep_fraction: float) -> None:
@@ -351,11 +434,11 @@ def train_bags(cfg: ClassifyConfig, bags: Sequence[Bag]) -> DescriptorNet:
     return model
 
 
-def _evaluate(model: DescriptorNet, head: DescriptorImageNet | None, val: Sequence[Bag]) -> dict:
+def _evaluate(model: DescriptorNet | CropNet, head: ImageHead | None, val: Sequence[Bag]) -> dict:
     probabilities = bag_probabilities(model, val)
     scores = evaluate_scores(np.concatenate([b.targets for b in val]), np.concatenate(probabilities))
     image_true = targets_matrix([b.image_labels for b in val])
-    heads = image_head_probabilities(head, val)
+    heads = image_head_probabilities(head, feature_bags(model, val) if head is not None else val)
     image_score = np.stack([image_estimate(p, q, ScoreRule()) for p, q in zip(probabilities, heads)])
     scores["image_macro_ap"] = evaluate_scores(image_true, image_score)["macro_ap"]
     return scores
@@ -370,8 +453,8 @@ class _Point:
     pass_index: int = 0
     rounds_done: int = 0
     seconds: float = 0.0
-    model: DescriptorNet | None = None
-    head: DescriptorImageNet | None = None
+    model: DescriptorNet | CropNet | None = None
+    head: ImageHead | None = None
     validation: dict | None = None
 
 
@@ -379,6 +462,7 @@ def _state(cfg: ClassifyConfig, point: _Point, thresholds=None, *, finished: boo
     """A checkpoint of the run at ``point``; the final one (``finished``) with the thresholds
     tuned for its model on data it did not train on, if any."""
     model, head = point.model, point.head
+    cnn = isinstance(model, CropNet)
     return {
         "kind": CHECKPOINT_KIND,
         "finished": finished,
@@ -389,15 +473,16 @@ def _state(cfg: ClassifyConfig, point: _Point, thresholds=None, *, finished: boo
         "rounds_done": point.rounds_done,
         "train_seconds": point.seconds,
         "validation": point.validation,
-        "backbone": DESCRIPTORS,
+        "backbone": cfg.backbone,
+        "net_kind": CROP_NET if cnn else DESCRIPTORS,
         "level": "cell",
         "channels": "rgby",
-        "input_size": 0,
-        "n_inputs": int(model.mean.numel()),
-        "descriptor_names": descriptor_names(),
+        "input_size": input_size(cfg),
+        "n_inputs": model.num_features if cnn else int(model.mean.numel()),
+        "descriptor_names": None if cnn else descriptor_names(),
         "net": {"hidden": cfg.hidden, "depth": cfg.depth, "dropout": cfg.dropout},
-        "mean": [],
-        "std": [],
+        "mean": model.mean.flatten().tolist() if cnn else [],
+        "std": model.std.flatten().tolist() if cnn else [],
         "thresholds": None if thresholds is None else [float(t) for t in thresholds],
         "classes": list(CLASS_NAMES),
         "config": dataclasses.asdict(cfg),
@@ -405,12 +490,13 @@ def _state(cfg: ClassifyConfig, point: _Point, thresholds=None, *, finished: boo
     }
 
 
-def image_head_of(state: dict) -> DescriptorImageNet | None:
-    """The image head saved in a descriptors checkpoint (:func:`_state`), in eval mode;
-    None when the run has none (``image_epochs`` 0, or an earlier hpaseg)."""
+def image_head_of(state: dict) -> ImageHead | None:
+    """The image head saved in a checkpoint of this trainer (:func:`_state`), in eval mode;
+    None when the run has none (``image_epochs`` 0, another trainer, or an earlier hpaseg).
+    Its inputs: the descriptors, or the pooled features of the run's CNN."""
     if state.get("image_model") is None:
         return None
-    head = DescriptorImageNet(int(state["n_inputs"]), **state["image_net"])
+    head = ImageHead(int(state["n_inputs"]), **state["image_net"])
     head.load_state_dict(state["image_model"])
     return head.eval()
 
@@ -425,9 +511,9 @@ def _resume_point(out: Path, cfg: ClassifyConfig, train: list[Bag]) -> _Point:
     saved = state.get("config", {}) if isinstance(state, dict) else {}
     recorded = {**dataclasses.asdict(ClassifyConfig()), **_BEFORE_RECORDED, **saved}
     differ = [f"{k} {recorded[k]!r} (now {getattr(cfg, k)!r})" for k in _RESUME_KEYS if recorded[k] != getattr(cfg, k)]
-    if state.get("kind") != CHECKPOINT_KIND or state.get("backbone") != DESCRIPTORS or differ:
+    if state.get("kind") != CHECKPOINT_KIND or state.get("backbone") != cfg.backbone or differ:
         raise InputError(
-            f"resume: {last} was trained with other settings ({', '.join(differ) or 'not a descriptors run'}); use another output folder or the same settings",
+            f"resume: {last} was trained with other settings ({', '.join(differ) or f'not a {cfg.backbone} run of this trainer'}); use another output folder or the same settings",
             param="resume",
         )
     model = _new_model(cfg, train)
@@ -464,14 +550,14 @@ def _run_pass(
         raise InputError(f"resume: {out} holds no finished round", param="resume")
     if point.head is None and cfg.image_epochs > 0:
         started = time.perf_counter()
-        head = fit_image_head(cfg, bags)
+        head = fit_image_head(cfg, feature_bags(model, bags))
         point = dataclasses.replace(point, head=head, seconds=point.seconds + time.perf_counter() - started)
         Checkpointer(out).save(f"{prefix}image_head", _state(cfg, point))
     return point
 
 
-def train_descriptor_classifier(cfg: ClassifyConfig, *, resume: bool = False, progress: bool = True) -> dict:
-    """Train (or resume) a descriptor-network run and score it on the validation split.
+def train_cell_classifier(cfg: ClassifyConfig, *, resume: bool = False, progress: bool = True) -> dict:
+    """Train (or resume) a cell-classifier run of this trainer and score it on the validation split.
 
     Pass 0 trains the rounds and the image head on the train split and scores them on
     the validation split (``eval.json``); with ``cfg.refit`` (default) pass 1 trains them
@@ -481,7 +567,9 @@ def train_descriptor_classifier(cfg: ClassifyConfig, *, resume: bool = False, pr
     Parameters
     ----------
     cfg : ClassifyConfig
-        ``level="cell"``, ``backbone="descriptors"``; ``batch_size`` counts images.
+        ``level="cell"``; ``backbone="descriptors"`` (``batch_size`` counts images) or a
+        timm backbone with supervision ``refined`` or ``mil`` (``batch_size`` counts cells,
+        ``crop_size``, ``pretrained``, ``device`` and ``amp`` apply).
     resume : bool
         Skip the rounds already finished in ``cfg.out``.
     progress : bool
@@ -492,8 +580,12 @@ def train_descriptor_classifier(cfg: ClassifyConfig, *, resume: bool = False, pr
         The contents of ``RUN/eval.json``.
     """
     check_config(cfg)
-    if cfg.backbone != DESCRIPTORS:
-        raise InputError(f"backbone {cfg.backbone!r}: this trainer trains backbone {DESCRIPTORS}", param="backbone")
+    if not trains(cfg):
+        raise InputError(
+            f"backbone {cfg.backbone!r} with supervision {cfg.supervision!r} at level {cfg.level!r}: this trainer "
+            "trains cell classifiers on descriptors, or CNNs with supervision refined or mil",
+            param="backbone",
+        )
     train, val = _prepare(cfg, progress)
     everything = copy_bags(train + val)  # pass 1's bags, with the dataset targets pass 0 refines in its own
     out = Path(cfg.out)
@@ -505,8 +597,8 @@ def train_descriptor_classifier(cfg: ClassifyConfig, *, resume: bool = False, pr
     # Drops what a killed run logged after its last round, its final validation included.
     metrics = MetricsLogger(out, start=done_epochs, redo=_VAL_KEYS)
     log.info(
-        "training descriptors (%d per cell, %s supervision, %d round(s)) on %d cells of %d images, validating on %d images%s",
-        train[0].x.shape[1], cfg.supervision, n_rounds, sum(len(b.cells) for b in train), len(train), len(val),
+        "training %s (inputs %s per cell, %s supervision, %d round(s)) on %d cells of %d images, validating on %d images%s",
+        cfg.backbone, "x".join(str(n) for n in train[0].x.shape[1:]), cfg.supervision, n_rounds, sum(len(b.cells) for b in train), len(train), len(val),
         "; then again on train + val" if cfg.refit else "",
     )  # fmt: skip
     bar = tqdm(
@@ -543,10 +635,10 @@ def train_descriptor_classifier(cfg: ClassifyConfig, *, resume: bool = False, pr
     absent = [k for k in range(NUM_CLASSES) if not any(k in b.image_labels for b in train)]
     result = {
         "level": "cell",
-        "backbone": DESCRIPTORS,
+        "backbone": cfg.backbone,
         "supervision": cfg.supervision,
         "rounds": n_rounds,
-        "input_size": 0,
+        "input_size": input_size(cfg),
         "epochs": cfg.epochs,
         "n_train": sum(len(b.cells) for b in train),
         "n_val": sum(len(b.cells) for b in val),
