@@ -95,6 +95,7 @@ from ..labels import load_coco_split
 from ..runtime.checkpoint import Checkpointer
 from ..runtime.config import save_config
 from ..runtime.logger import MetricsLogger
+from ..runtime.schedule import build_scheduler
 from ..runtime.seed import seed_everything
 from ..weak import (
     IMAGE_HEAD,
@@ -150,7 +151,7 @@ _VAL_KEYS = ("val_macro_ap", "val_image_macro_ap")
 
 #: Settings a round checkpoint must share with the config that resumes it.
 _RESUME_KEYS = (
-    "backbone", "crop_size", "pretrained", "supervision", "pooling", "keep_fraction", "hidden", "depth", "dropout", "epochs", "lr", "seed", "image_epochs",
+    "backbone", "crop_size", "pretrained", "schedule", "warmup_iters", "supervision", "pooling", "keep_fraction", "hidden", "depth", "dropout", "epochs", "lr", "seed", "image_epochs",
     "image_mix", "refit",
 )  # fmt: skip
 
@@ -320,18 +321,41 @@ def batches(order: np.ndarray, bags: Sequence[Bag], batch_size: int, *, by_cells
 
 
 def _train_epochs(model, cfg: ClassifyConfig, train: Sequence[Bag], round_index: int, bar, metrics) -> None:
+    """A round's epochs: AdamW at ``cfg.lr``, with ``cfg.schedule`` and ``cfg.warmup_iters``
+    over the round's steps when they are not constant (the descriptors preset's are)."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    by_cells = isinstance(model, CropNet)
+    plan = [
+        batches(
+            np.random.default_rng((cfg.seed, round_index, e)).permutation(len(train)),
+            train,
+            cfg.batch_size,
+            by_cells=by_cells,
+        )
+        for e in range(cfg.epochs)
+    ]
+    scheduler = None
+    if cfg.schedule != "constant" or cfg.warmup_iters:
+        steps = sum(len(p) for p in plan)
+        scheduler = build_scheduler(
+            optimizer,
+            schedule=cfg.schedule,
+            max_iter=steps,
+            warmup_iters=cfg.warmup_iters,
+            warmup_factor=cfg.warmup_factor,
+        )
     model.train()
     for epoch in range(cfg.epochs):
-        order = np.random.default_rng((cfg.seed, round_index, epoch)).permutation(len(train))
         total = 0.0
-        for batch in batches(order, train, cfg.batch_size, by_cells=isinstance(model, CropNet)):
+        for batch in plan[epoch]:
             loss = _batch_loss(model, [train[i] for i in batch], cfg)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {float(loss)} in round {round_index}, epoch {epoch}; lower lr")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
             total += float(loss.detach()) * len(batch)
         if metrics is not None and ((epoch + 1) % cfg.log_period == 0 or epoch + 1 == cfg.epochs):
             metrics.log(round_index * cfg.epochs + epoch + 1, {"loss": total / len(train), "round": round_index})

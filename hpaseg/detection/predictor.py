@@ -167,7 +167,7 @@ def detect_tensors(
     """
     model.eval()
     outputs = model(list(images))
-    image_head = getattr(model.roi_heads, "image_head", None)
+    image_head = getattr(getattr(model, "roi_heads", None), "image_head", None)
     return [
         cells_from_output(out, tuple(image.shape[-2:]), tuple(shape), config, image_head)
         for image, out, shape in zip(images, outputs, out_shapes)

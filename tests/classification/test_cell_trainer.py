@@ -347,3 +347,13 @@ def test_the_image_head_scores_many_images_in_one_pass_as_it_scores_each():
     head.train()
     head.forward_bags(bags).sum().backward()  # trainable: gradients reach the first layer
     assert next(head.parameters()).grad.abs().sum() > 0
+
+
+def test_the_rounds_follow_the_configured_schedule():
+    """schedule and warmup_iters apply to each round's steps (the CNN preset uses them);
+    the constant default trains as before."""
+    constant = train_bags(_config(epochs=3, supervision="propagated"), _bags())
+    again = train_bags(_config(epochs=3, supervision="propagated", schedule="constant"), _bags())
+    cosine = train_bags(_config(epochs=3, supervision="propagated", schedule="cosine", warmup_iters=2), _bags())
+    assert all(torch.equal(a, b) for a, b in zip(constant.state_dict().values(), again.state_dict().values()))
+    assert not all(torch.equal(a, b) for a, b in zip(constant.state_dict().values(), cosine.state_dict().values()))

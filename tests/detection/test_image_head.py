@@ -52,12 +52,8 @@ def test_detections_carry_pixel_features_that_the_predictor_pools_into_image_pro
     # and the score rule mixes them in, as for the cell classifier
     mixed = cell_scores(cells.probabilities, cells.detection_scores, config, cells.image_probabilities)
     fused = fuse_scores(cells.probabilities, cells.image_probabilities, ScoreRule())
-    assert [v for _, v in sorted(mixed[1])] == pytest.approx(sorted_by_class(fused[0] * cells.detection_scores[0]))
+    assert [v for _, v in sorted(mixed[1])] == pytest.approx(list(fused[0] * cells.detection_scores[0]))
     assert cells_from_output(out, (64, 64), (64, 64), config).image_probabilities is None  # no head: none
-
-
-def sorted_by_class(row: np.ndarray) -> list[float]:
-    return [float(v) for v in row]
 
 
 @pytest.fixture(scope="module")
