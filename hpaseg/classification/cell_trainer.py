@@ -29,7 +29,7 @@ Supervision (``cfg.supervision``, :mod:`hpaseg.weak`):
   cells (:func:`hpaseg.weak.refine_targets`, ``cfg.keep_fraction``).
 
 Image head (``cfg.image_epochs`` > 0, :func:`fit_image_head`): after the rounds, a
-:class:`~hpaseg.classification.models.ImageHead` trained on the training images'
+:class:`~hpaseg.weak.ImageHead` trained on the training images'
 labels from the mean and maximum of their cells' features (the descriptors themselves,
 or the last round's pooled CNN features, :func:`feature_bags`); at prediction its
 probabilities are mixed with those pooled from the cells (:func:`hpaseg.weak.image_estimate`).
@@ -42,7 +42,7 @@ the image head alone from 0.677 to 0.720 mAP and the default score rule from 0.7
 0.731 (benchmarks/RESULTS.md: how much of that is seed noise). Only the image head
 mixes: the rounds' cells keep their own (propagated or refined) targets. The head trains
 with one batched pass per step
-(:meth:`~hpaseg.classification.models.ImageHead.forward_bags`): the refined run
+(:meth:`~hpaseg.weak.ImageHead.forward_bags`): the refined run
 of ``bench learn`` trains in 57 s, against 75 s before bag mixing.
 
 Passes: pass 0 trains the rounds and the image head on the train split and scores them
@@ -151,8 +151,8 @@ _VAL_KEYS = ("val_macro_ap", "val_image_macro_ap")
 
 #: Settings a round checkpoint must share with the config that resumes it.
 _RESUME_KEYS = (
-    "backbone", "crop_size", "pretrained", "schedule", "warmup_iters", "supervision", "pooling", "keep_fraction", "hidden", "depth", "dropout", "epochs", "lr", "seed", "image_epochs",
-    "image_mix", "refit",
+    "backbone", "crop_size", "pretrained", "schedule", "warmup_iters", "supervision", "pooling", "keep_fraction",
+    "hidden", "depth", "dropout", "epochs", "lr", "seed", "image_epochs", "image_mix", "refit",
 )  # fmt: skip
 
 #: What a run of an earlier hpaseg, which did not record these settings, was trained with.
@@ -207,11 +207,12 @@ def _prepare(cfg: ClassifyConfig, progress: bool) -> tuple[list[Bag], list[Bag]]
     return train, val
 
 
-def _new_model(cfg: ClassifyConfig, train: Sequence[Bag]) -> DescriptorNet | CropNet:
+def _new_model(cfg: ClassifyConfig, train: Sequence[Bag], *, pretrained: bool = True) -> DescriptorNet | CropNet:
     """A fresh cell network: a :class:`DescriptorNet` standardised on the training cells, or
-    a :class:`CropNet` on ``cfg.backbone`` (``cfg.pretrained`` weights), on ``cfg.device``."""
+    a :class:`CropNet` on ``cfg.backbone`` (``cfg.pretrained`` weights unless ``pretrained``
+    is False: a checkpoint's weights replace them), on ``cfg.device``."""
     if cfg.backbone != DESCRIPTORS:
-        classifier = build_classifier(cfg.backbone, pretrained=cfg.pretrained)
+        classifier = build_classifier(cfg.backbone, pretrained=cfg.pretrained if pretrained else None)
         return CropNet(classifier, *normalization(cfg.backbone)).to(torch.device(cfg.device))
     x = np.concatenate([b.x for b in train])
     model = DescriptorNet(x.shape[1], hidden=cfg.hidden, depth=cfg.depth, dropout=cfg.dropout)
@@ -238,7 +239,7 @@ def _batch_loss(model: DescriptorNet | CropNet, bags: Sequence[Bag], cfg: Classi
     """Mean over the bags of each bag's loss (one forward pass over all their cells)."""
     with _autocast(model, cfg.amp):
         logits = model(_inputs(model, bags))
-    logits = logits.float().cpu() if _device(model).type != "cpu" else logits.float()
+    logits = logits.float().cpu()  # the bag losses and their targets live on the CPU
     losses = []
     for bag, part in zip(bags, torch.split(logits, [len(b.cells) for b in bags])):
         if cfg.supervision == "mil":
@@ -268,15 +269,16 @@ def fit_round(
     *,
     bar: tqdm | None = None,
     metrics: MetricsLogger | None = None,
-) -> DescriptorNet:
+) -> DescriptorNet | CropNet:
     """One round: a fresh network trained for ``cfg.epochs`` on the bags' current targets
     (or, with ``cfg.supervision == "mil"``, on their image labels).
 
     Parameters
     ----------
     cfg : ClassifyConfig
-        ``epochs``, ``batch_size`` (images per step), ``lr``, ``weight_decay``, ``seed``,
-        the network's ``hidden``, ``depth``, ``dropout``, and ``supervision``/``pooling``.
+        ``epochs``, ``batch_size`` (images per step; a CNN: cells, :func:`batches`), ``lr``,
+        ``weight_decay``, ``schedule``, ``seed``, the network (``backbone``; descriptors:
+        ``hidden``, ``depth``, ``dropout``), and ``supervision``/``pooling``.
     train : sequence of Bag
     round_index : int
         Seeds the shuffling with the epoch.
@@ -285,7 +287,7 @@ def fit_round(
 
     Returns
     -------
-    DescriptorNet
+    DescriptorNet or CropNet
         In eval mode.
     """
     seed_everything(cfg.seed)
@@ -437,11 +439,12 @@ def refine_bags(model: DescriptorNet, bags: Sequence[Bag], keep_fraction: float)
 
 
 def refined_labels(
-    model: DescriptorNet, bags: Sequence[Bag], keep_fraction: float
+    bags: Sequence[Bag], probabilities: Sequence[np.ndarray], keep_fraction: float
 ) -> dict[str, dict[int, tuple[int, ...]]]:
-    """``{ID: {cell: labels}}``: each bag's cells re-labelled from ``model`` within the image's labels."""
+    """``{ID: {cell: labels}}``: each bag's cells re-labelled from their probabilities
+    (:func:`bag_probabilities`) within the image's labels."""
     out = {}
-    for bag, p in zip(bags, bag_probabilities(model, bags)):
+    for bag, p in zip(bags, probabilities):
         targets = refine_targets(p, bag.image_labels, keep_fraction=keep_fraction)
         out[bag.image_id] = {int(c): tuple(int(k) for k in np.flatnonzero(t)) for c, t in zip(bag.cells, targets)}
     return out
@@ -540,7 +543,7 @@ def _resume_point(out: Path, cfg: ClassifyConfig, train: list[Bag]) -> _Point:
             f"resume: {last} was trained with other settings ({', '.join(differ) or f'not a {cfg.backbone} run of this trainer'}); use another output folder or the same settings",
             param="resume",
         )
-    model = _new_model(cfg, train)
+    model = _new_model(cfg, train, pretrained=False)
     model.load_state_dict(state["model"])
     point = _Point(
         int(state.get("pass", 0)),
@@ -640,14 +643,11 @@ def train_cell_classifier(cfg: ClassifyConfig, *, resume: bool = False, progress
     # the validation images, so thresholds tuned there are not saved with it.
     scores = {**point.validation, "thresholds_of": VALIDATED_MODEL + ("" if cfg.refit else ", the saved model")}
     point.validation = scores
-    model = point.model
-    io.write_cell_labels_csv(out / REFINED_LABELS, refined_labels(model, everything, cfg.keep_fraction))
+    probabilities = bag_probabilities(point.model, everything)  # one pass for both files
+    io.write_cell_labels_csv(out / REFINED_LABELS, refined_labels(everything, probabilities, cfg.keep_fraction))
     io.write_cell_probabilities_csv(
         out / CELL_PROBABILITIES,
-        {
-            b.image_id: {int(c): row for c, row in zip(b.cells, p)}
-            for b, p in zip(everything, bag_probabilities(model, everything))
-        },
+        {b.image_id: {int(c): row for c, row in zip(b.cells, p)} for b, p in zip(everything, probabilities)},
     )
     final_thresholds = None if cfg.refit else scores["thresholds"]
     Checkpointer(out).save(FINAL, _state(cfg, point, final_thresholds, finished=True), last=False)

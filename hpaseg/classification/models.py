@@ -191,8 +191,12 @@ class CropNet(nn.Module):
         """Pooled backbone features ``(N, F)`` of ``(N, S, S, 4)`` uint8 crops."""
         return self.classifier.backbone(self._inputs(crops))
 
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        """Logits ``(N, num_classes)`` of :meth:`features`."""
+        return self.classifier.head(features)
+
     def forward(self, crops: torch.Tensor) -> torch.Tensor:
-        return self.classifier.head(self.features(crops))
+        return self.logits(self.features(crops))
 
 
 def _turn(x: torch.Tensor) -> torch.Tensor:

@@ -144,7 +144,7 @@ class LoadedClassifier:
             x = torch.from_numpy(np.ascontiguousarray(crops[start : start + batch_size])).to(self.device)
             f = self.model.features(x)
             features.append(f.float())
-            p.append(torch.sigmoid(self.model.classifier.head(f).float()).cpu().numpy())
+            p.append(torch.sigmoid(self.model.logits(f).float()).cpu().numpy())
         q = None
         if self.image_model is not None:
             q = torch.sigmoid(self.image_model(torch.cat(features)).float()).cpu().numpy().astype(np.float64)

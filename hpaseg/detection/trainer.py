@@ -99,9 +99,7 @@ class TrainConfig:
     teacher: str | None = None  # a cell classifier run (its cell_probabilities.csv) or such a CSV
     distill_weight: float = DEFAULT_DISTILL_WEIGHT  # weight of the teacher's probabilities in the label targets
     label_epochs: int = LABEL_EPOCHS  # pixel head alone on the training cells' crops first, then frozen; 0 = joint
-    image_epochs: int = (
-        IMAGE_EPOCHS  # image head on the pixel features of each image's cells, after the pixel head; 0 = none
-    )
+    image_epochs: int = IMAGE_EPOCHS  # image head on the cells' pixel features, after the pixel head; 0 = none
     log_period: int = 20
     pretrained: str | None = None  # None, "imagenet" or a torchvision checkpoint path
     device: str = "cuda"
@@ -320,18 +318,17 @@ def has_image_head(cfg: TrainConfig) -> bool:
     return cfg.image_epochs > 0 and cfg.label_epochs > 0 and cfg.label_inputs == "pixels+features"
 
 
-@torch.no_grad()
 def _fit_image_head(cfg: TrainConfig, heads, per_image: list, device: torch.device) -> None:
     """The image head on the fitted pixel head's features of each training image's cells,
     trained on the images' labels (the union of their cells' labels, as train.csv writes them)."""
     started = time.perf_counter()
-    features = [heads.pixel_head.embed(crops.to(device)).float().cpu().numpy() for crops, _, _ in per_image]
+    with torch.no_grad():
+        features = [heads.pixel_head.embed(crops.to(device)).float().cpu().numpy() for crops, _, _ in per_image]
     labels = [
         image_labels_of_cells(tuple(int(k) for k in torch.nonzero(row).flatten()) for row in hard)
         for _, _, hard in per_image
     ]
-    with torch.enable_grad():
-        head = fit_image_head(features, labels, epochs=cfg.image_epochs, seed=cfg.seed, **IMAGE_HEAD_FIT)
+    head = fit_image_head(features, labels, epochs=cfg.image_epochs, seed=cfg.seed, **IMAGE_HEAD_FIT)
     heads.set_image_head(head)
     log.info(
         "image head: fitted on the pixel features of %d training images, %d epochs, %.1f s",

@@ -171,3 +171,31 @@ def test_a_cnn_on_propagated_labels_stays_with_the_study_trainer(tiny_dataset, t
     result = train_classifier(cfg, progress=False)
     assert result["loss"] == "focal" and not (tmp_path / "run" / "round0.pth").exists()
     assert load_classifier(cfg.out, level="cell").image_model is None
+
+
+def test_a_resumed_cnn_run_takes_its_weights_from_its_checkpoint_not_the_pretrained_file(tiny_dataset, tmp_path):
+    """The pretrained file is read to start a round, not to resume one: an offline node
+    whose pretrained file (or download) is gone still resumes."""
+    import timm
+
+    weights = tmp_path / "resnet18.pth"
+    torch.save(timm.create_model("resnet18", pretrained=False).state_dict(), weights)
+    cfg = _config(
+        dataset=str(tiny_dataset["dataset"]),
+        data=str(tiny_dataset["train"]),
+        masks=str(tiny_dataset["masks"]),
+        out=str(tmp_path / "run"),
+        pretrained=str(weights),
+        refine_rounds=0,
+        image_epochs=0,
+        refit=False,
+    )
+    from hpaseg.classification.cell_trainer import _new_model
+
+    start = _new_model(cfg, [])  # a round starts from the file's weights
+    saved = torch.load(weights, weights_only=True)
+    assert torch.equal(start.classifier.backbone.layer1[0].conv1.weight, saved["layer1.0.conv1.weight"])
+    first = train_classifier(cfg, progress=False)
+    weights.unlink()
+    again = train_classifier(cfg, resume=True, progress=False)
+    assert again["train_seconds"] == pytest.approx(first["train_seconds"])
