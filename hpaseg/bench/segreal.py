@@ -9,10 +9,13 @@ measured (``--maps``, both by default):
     For each seed of ``--seeds`` and each field, the cell-map model
     (:mod:`hpaseg.segmentation.cellmaps`) is fitted on the *other* fields and the field
     is segmented with it (LOFO); a model fitted on all fields scores every field
-    (in-sample) and the ``--check`` fields. The table gives mean ± sd over seeds; the
-    pooled LOFO F1 at IoU 0.6 is the figure that counts. ``--save-model PATH`` writes
-    the all-fields model of seed 0: that is how ``hpaseg/segmentation/cellmaps.npz``,
-    the model hpaseg ships, is made.
+    (in-sample) and the ``--check`` fields. Every fit also learns from ``--synthetic N``
+    real-like synthetic fields of 2048 px with their true cells (:mod:`hpaseg.synth`,
+    seed ``--synthetic-seed``; default :data:`SYNTHETIC_FIELDS`): shapes the few real
+    fields lack (long protrusions, confluent sheets), never scored. The table gives
+    mean ± sd over seeds; the pooled LOFO F1 at IoU 0.6 is the figure that counts.
+    ``--save-model PATH`` writes the all-fields model of seed 0: that is how
+    ``hpaseg/segmentation/cellmaps.npz``, the model hpaseg ships, is made.
 ``classical``
     Every candidate setting of a small grid of
     :class:`~hpaseg.segmentation.WatershedParams` (``--grid``; by default
@@ -23,8 +26,8 @@ measured (``--maps``, both by default):
 
 Fields without a green channel file (the segmenter does not use green) are read with a
 zero green channel, and the run says so. The last line is ``lofo_f1=N.NNN lofo_sd=N.NNN
-insample_f1=N.NNN classical_lofo_f1=N.NNN default_f1=N.NNN fields=K settings=S seeds=N``
-(the first three of the learned maps when they were measured).
+insample_f1=N.NNN classical_lofo_f1=N.NNN default_f1=N.NNN fields=K settings=S seeds=N
+synthetic=M`` (the first three of the learned maps when they were measured).
 """
 
 from __future__ import annotations
@@ -38,14 +41,25 @@ from pathlib import Path
 import numpy as np
 
 from .. import io
+from ..classes import REFERENCE_SIZE_PX
 from ..cli.base import ArgumentParser, add_quiet, cli_entry
 from ..errors import InputError
 from ..evaluation.segmentation import SegmentationScore, pool_scores, score_segmentation
 from ..segmentation import WatershedParams, segment_watershed
 from ..segmentation.fit_cellmaps import fit_cell_map_model, training_field
+from ..synth.compare import synthetic_fields
 from .common import plus_minus
 
-__all__ = ["DEFAULT_GRID", "build_parser", "choose_lofo", "grid_settings", "main", "read_reference_fields"]
+__all__ = [
+    "DEFAULT_GRID",
+    "SYNTHETIC_FIELDS",
+    "SYNTHETIC_SEED",
+    "build_parser",
+    "choose_lofo",
+    "grid_settings",
+    "main",
+    "read_reference_fields",
+]
 
 #: Candidate values per parameter of the default grid (their product is searched).
 DEFAULT_GRID: dict[str, tuple] = {
@@ -53,6 +67,10 @@ DEFAULT_GRID: dict[str, tuple] = {
     "seam_fraction": (0.7, 0.5),
     "relief_distance_weight": (0.0, 0.3),
 }
+#: Real-like synthetic fields (2048 px, true cells) added to every fit of the learned maps,
+#: and their seed. Fixed before measuring: about as many as the real fields.
+SYNTHETIC_FIELDS = 6
+SYNTHETIC_SEED = 11
 
 
 def build_parser() -> ArgumentParser:
@@ -77,6 +95,15 @@ def build_parser() -> ArgumentParser:
         "--pixels-per-field", type=int, default=100_000, help="training pixels drawn per field (default 100000)"
     )
     parser.add_argument("--epochs", type=int, default=20, help="passes over the training pixels (default 20)")
+    parser.add_argument(
+        "--synthetic",
+        type=int,
+        default=SYNTHETIC_FIELDS,
+        help=f"real-like synthetic 2048-px fields added to every fit of the learned maps (default {SYNTHETIC_FIELDS}; 0: real fields only)",
+    )
+    parser.add_argument(
+        "--synthetic-seed", type=int, default=SYNTHETIC_SEED, help=f"seed of those fields (default {SYNTHETIC_SEED})"
+    )
     parser.add_argument(
         "--save-model",
         help="write the learned model fitted on all development fields (seed 0) here: "
@@ -221,21 +248,36 @@ def _learned(
     seeds: int,
     pixels_per_field: int,
     epochs: int,
+    synthetic: int,
+    synthetic_seed: int,
     save_model: str | None,
     quiet: bool,
 ) -> dict:
     """The learned maps: per seed, a model fitted without each field scores it (LOFO) and a
-    model fitted on all fields scores every field (in-sample) and the check fields."""
+    model fitted on all fields scores every field (in-sample) and the check fields; every
+    fit also learns from ``synthetic`` real-like synthetic fields (never scored)."""
     fields = list(dev)
     params = WatershedParams()
     t0 = time.perf_counter()
     data = {f: training_field(dev[f][0], dev[f][1], params=params) for f in fields}
+    extra = {
+        f"synthetic:{name}": training_field(image, cells, params=params)
+        for name, image, cells in synthetic_fields(synthetic, seed=synthetic_seed, size=REFERENCE_SIZE_PX)
+    }
     if not quiet:
-        print(f"learned maps: features of {len(fields)} fields in {time.perf_counter() - t0:.0f} s", flush=True)
+        print(
+            f"learned maps: features of {len(fields)} fields and {len(extra)} synthetic fields "
+            f"(seed {synthetic_seed}) in {time.perf_counter() - t0:.0f} s",
+            flush=True,
+        )
 
     def fit(names: list[str], seed: int):
         return fit_cell_map_model(
-            [data[f] for f in names], pixels_per_field=pixels_per_field, epochs=epochs, seed=seed, names=names
+            [data[f] for f in names] + list(extra.values()),
+            pixels_per_field=pixels_per_field,
+            epochs=epochs,
+            seed=seed,
+            names=names + list(extra),
         )
 
     lofo: dict[int, dict[str, SegmentationScore]] = {}
@@ -292,6 +334,7 @@ def _learned(
         "insample": {s: {f: v.row() for f, v in insample[s].items()} for s in runs},
         "check": {s: {f: v.row() for f, v in checks[s].items()} for s in runs},
         "pooled_f1_06": {"lofo": pooled_lofo, "insample": pooled_in},
+        "synthetic": {"fields": synthetic, "seed": synthetic_seed},
     }
 
 
@@ -302,6 +345,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.seeds < 1 or args.epochs < 1 or args.pixels_per_field < 1:
         raise InputError("--seeds, --epochs, --pixels-per-field: expected positive integers")
+    if args.synthetic < 0:
+        raise InputError(f"--synthetic: expected a count >= 0, got {args.synthetic}")
     if args.save_model and args.maps == "classical":
         raise InputError("--save-model: needs --maps learned or both (it writes the learned maps' model)")
     grid = io.read_json(args.grid) if args.grid else DEFAULT_GRID
@@ -325,6 +370,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             seeds=args.seeds,
             pixels_per_field=args.pixels_per_field,
             epochs=args.epochs,
+            synthetic=args.synthetic,
+            synthetic_seed=args.synthetic_seed,
             save_model=args.save_model,
             quiet=args.quiet,
         )
@@ -347,5 +394,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"classical_lofo_f1={out['classical']['pooled_f1_06']['lofo']:.3f} "
             f"default_f1={out['classical']['pooled_f1_06']['default']:.3f} "
         )
-    print(f"{head}{fields} seeds={args.seeds if 'learned' in out else 0}")
+    synthetic = args.synthetic if "learned" in out else 0
+    print(f"{head}{fields} seeds={args.seeds if 'learned' in out else 0} synthetic={synthetic}")
     return 0

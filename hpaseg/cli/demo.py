@@ -43,6 +43,12 @@ def build_parser() -> ArgumentParser:
         help=f"training/inference working size in px (default {d.image_size})",
     )
     model.add_argument(
+        "--fpn-channels",
+        type=int,
+        default=d.fpn_channels,
+        help=f"channels of the FPN levels and heads (default {d.fpn_channels}; torchvision's 256 is ~3x slower a step)",
+    )
+    model.add_argument(
         "--batch-size", type=int, default=d.batch_size, help=f"images per iteration (default {d.batch_size})"
     )
     model.add_argument(

@@ -45,6 +45,9 @@ def build_parser() -> ArgumentParser:
     parser.add_argument(
         "--overwrite", action="store_true", help="write into a non-empty folder not made by hpaseg synth"
     )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="processes drawing the images (default 1; the files are the same)"
+    )
     add_quiet(parser)
     return parser
 
@@ -78,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress=not args.quiet,
         overwrite=args.overwrite,
         style=args.style,
+        workers=args.workers,
     )
     if not args.quiet:
         print(format_summary(summary))

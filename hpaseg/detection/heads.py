@@ -58,7 +58,7 @@ from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.ops import box_iou, roi_align
 
 from ..errors import InputError
-from ..weak import ImageHead
+from ..weak import ImageHead, fit_image_head
 
 __all__ = [
     "LABEL_SAMPLES_PER_IMAGE",
@@ -78,6 +78,9 @@ __all__ = [
     "multilabel_loss",
     "IMAGE_EPOCHS",
     "IMAGE_HEAD_FIT",
+    "fit_image_head_on_cells",
+    "wants_image_head",
+    "FittedLabelParts",
 ]
 
 #: Foreground proposals per image the label head trains on, besides the ground-truth boxes.
@@ -305,6 +308,47 @@ def fit_pixel_head(
 
 
 @torch.no_grad()
+def wants_image_head(image_epochs: int, label_epochs: int, label_inputs: str) -> bool:
+    """Whether a model has an image head: ``image_epochs`` > 0 on a pixel head fitted first
+    (``label_inputs`` pixels+features, ``label_epochs`` > 0); both engines' rule.
+
+    >>> wants_image_head(200, 15, "pixels+features"), wants_image_head(200, 0, "pixels+features")
+    (True, False)
+    """
+    return image_epochs > 0 and label_epochs > 0 and label_inputs == "pixels+features"
+
+
+def fit_image_head_on_cells(
+    pixel_head: PixelHead,
+    crops_by_image: list[torch.Tensor],
+    labels_by_image: list[tuple[int, ...]],
+    *,
+    epochs: int = IMAGE_EPOCHS,
+    seed: int = 0,
+) -> ImageHead:
+    """An image head fitted on the (fitted, frozen) pixel head's features of each training
+    image's cells (:meth:`PixelHead.embed`), trained on the images' labels with bag mixing
+    (:func:`hpaseg.weak.fit_image_head`, :data:`IMAGE_HEAD_FIT`): both engines' trainers.
+
+    Parameters
+    ----------
+    pixel_head : PixelHead
+    crops_by_image : list of Tensor, each (cells, 4, PIXEL_ROI_SIZE, PIXEL_ROI_SIZE)
+        Every training image's cell crops, normalised as the model normalises its input.
+    labels_by_image : list of tuple of int
+        Each image's labels (the union of its cells' labels, as train.csv writes them).
+    epochs, seed : int
+
+    Returns
+    -------
+    ImageHead
+    """
+    device = next(pixel_head.parameters()).device
+    with torch.no_grad():
+        features = [pixel_head.embed(crops.to(device)).float().cpu().numpy() for crops in crops_by_image]
+    return fit_image_head(features, [tuple(x) for x in labels_by_image], epochs=epochs, seed=seed, **IMAGE_HEAD_FIT)
+
+
 def _precise_batchnorm(module: nn.Module, inputs: torch.Tensor) -> None:
     """Set every BatchNorm's running statistics to the exact mean and variance over
     ``inputs`` (a cumulative average over one pass), as detectron2's PreciseBN does: the
@@ -332,7 +376,64 @@ def hand_images_to_heads(model: nn.Module) -> None:
     model.transform.register_forward_hook(hook)
 
 
-class MultiLabelRoIHeads(RoIHeads):
+class FittedLabelParts:
+    """What both engines' RoI heads share about the parts fitted apart from the detector:
+    the pixel head (fitted on the training cells first, then frozen) and the image head
+    (fitted on its features, never trained by the detector). Mixed in before the engine's
+    RoI heads class; ``pixel_head``, ``image_head`` and ``images`` are set by its ``__init__``
+    (:meth:`_add_image_head`)."""
+
+    pixel_head: PixelHead | None
+    image_head: ImageHead | None
+    images: torch.Tensor | None
+    pixel_head_frozen: bool = False
+
+    def _add_image_head(self, image_head: bool, label_inputs: str) -> None:
+        """Hold an (untrained, frozen) image head on the pixel head's features, or none."""
+        if image_head and self.pixel_head is None:
+            raise InputError(
+                f"image_head with label_inputs {label_inputs!r}: the image head reads the pixel head's features; "
+                "use label_inputs pixels+features or no image head",
+                param="image_epochs",
+            )
+        self.image_head = ImageHead(self.pixel_head.num_features) if image_head else None
+        if self.image_head is not None:
+            self.image_head.requires_grad_(False)  # fitted apart (set_image_head), never by the detector
+
+    def freeze_pixel_head(self) -> None:
+        """Keep the pixel head as it is (no gradients, BatchNorm statistics fixed): after
+        :func:`fit_pixel_head`, the detector trains the rest and the feature head learns
+        what the pixels leave."""
+        if self.pixel_head is not None:
+            self.pixel_head.requires_grad_(False)
+            self.pixel_head.eval()
+            self.pixel_head_frozen = True
+
+    def set_image_head(self, head: ImageHead) -> None:
+        """Take the weights of a fitted image head (:func:`fit_image_head_on_cells`) and keep them."""
+        if self.image_head is None:
+            raise RuntimeError("these heads hold no image head: build the model with an image head")
+        self.image_head.load_state_dict(head.state_dict())
+        self.image_head.eval()
+
+    def train(self, mode: bool = True):  # noqa: D102 (nn.Module.train)
+        super().train(mode)
+        if self.pixel_head_frozen:
+            self.pixel_head.eval()
+        if self.image_head is not None:
+            self.image_head.eval()
+        return self
+
+    def cell_features(self, boxes: list[torch.Tensor]) -> list[torch.Tensor] | None:
+        """The image head's inputs for the boxes of each image (the pixel head's features of
+        their crops), or None without an image head or boxes."""
+        counts = [len(b) for b in boxes]
+        if self.image_head is None or not sum(counts):
+            return None
+        return list(self.pixel_head.embed(pixel_crops(self.images, boxes)).split(counts))
+
+
+class MultiLabelRoIHeads(FittedLabelParts, RoIHeads):
     """torchvision's RoI heads (cell vs background boxes and masks) plus a multi-label head.
 
     Built from the heads torchvision's ``MaskRCNN`` made, keeping their modules and settings.
@@ -391,39 +492,7 @@ class MultiLabelRoIHeads(RoIHeads):
         self.distill_weight = float(distill_weight)
         self.images: torch.Tensor | None = None  # set by the hook of hand_images_to_heads
         self.pixel_head_frozen = False
-        if image_head and self.pixel_head is None:
-            raise InputError(
-                f"image_head with label_inputs {label_inputs!r}: the image head reads the pixel head's features; "
-                "use label_inputs pixels+features or no image head",
-                param="image_epochs",
-            )
-        self.image_head = ImageHead(self.pixel_head.num_features) if image_head else None
-        if self.image_head is not None:
-            self.image_head.requires_grad_(False)  # fitted apart (set_image_head), never by the detector
-
-    def freeze_pixel_head(self) -> None:
-        """Keep the pixel head as it is (no gradients, BatchNorm statistics fixed): after
-        :func:`fit_pixel_head`, the detector trains the rest and the feature head learns
-        what the pixels leave."""
-        if self.pixel_head is not None:
-            self.pixel_head.requires_grad_(False)
-            self.pixel_head.eval()
-            self.pixel_head_frozen = True
-
-    def set_image_head(self, head: ImageHead) -> None:
-        """Take the weights of a fitted image head (:func:`hpaseg.weak.fit_image_head`) and keep them."""
-        if self.image_head is None:
-            raise RuntimeError("these heads hold no image head: build the model with image_head=True")
-        self.image_head.load_state_dict(head.state_dict())
-        self.image_head.eval()
-
-    def train(self, mode: bool = True) -> MultiLabelRoIHeads:  # noqa: D102 (nn.Module.train)
-        super().train(mode)
-        if self.pixel_head_frozen:
-            self.pixel_head.eval()
-        if self.image_head is not None:
-            self.image_head.eval()
-        return self
+        self._add_image_head(image_head, label_inputs)
 
     def label_logits(
         self, features: dict[str, torch.Tensor], boxes: list[torch.Tensor], image_shapes: list[tuple[int, int]]
@@ -473,8 +542,6 @@ class MultiLabelRoIHeads(RoIHeads):
             probs = torch.sigmoid(self.label_logits(features, boxes, image_shapes))
             for r, p in zip(result, probs.split(counts)):
                 r["label_probs"] = p
-            if self.image_head is not None and sum(counts):
-                embedded = self.pixel_head.embed(pixel_crops(self.images, boxes))
-                for r, f in zip(result, embedded.split(counts)):
-                    r["label_features"] = f
+            for r, f in zip(result, self.cell_features(boxes) or []):
+                r["label_features"] = f
         return result, losses

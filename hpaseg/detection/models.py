@@ -36,6 +36,7 @@ from torch import nn
 from torchvision.models.detection import MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from torchvision.ops.misc import FrozenBatchNorm2d
@@ -51,6 +52,7 @@ __all__ = [
     "DEFAULT_BACKBONE",
     "ANCHOR_SIZES_PX_AT_2048",
     "DETECTION_CLASSES",
+    "FPN_CHANNELS",
     "MODEL_KIND",
     "RGBY_MEAN",
     "RGBY_STD",
@@ -82,7 +84,10 @@ DETECTION_CLASSES = 2
 #: Checkpoint ``kind`` of this model (class-agnostic cells + multi-label head); earlier
 #: checkpoints (softmax heads over 19 classes, one instance per (cell, label)) lack it.
 MODEL_KIND = "maskrcnn-cells-multilabel"
-_FPN_CHANNELS = 256
+#: Channels of the FPN levels (and of the RPN, box and mask heads that read them):
+#: torchvision's and detectron2's 256. Fewer (``fpn_channels``) make the heads, not the
+#: backbone, cheaper: the CPU preset's (:data:`hpaseg.pipeline.routes.MASKRCNN_CPU`).
+FPN_CHANNELS = 256
 
 # torchvision classification constructor and stem key of each backbone.
 _NETS: dict[str, tuple[Callable[..., nn.Module], str, str]] = {
@@ -198,7 +203,9 @@ def classification_net(backbone: str, pretrained: str | Path | None = None) -> n
     return net
 
 
-def _feature_extractor(backbone: str, pretrained: str | Path | None, frozen: bool) -> tuple[nn.Module, int]:
+def _feature_extractor(
+    backbone: str, pretrained: str | Path | None, frozen: bool, fpn_channels: int = FPN_CHANNELS
+) -> tuple[nn.Module, int]:
     """The backbone as a module returning an OrderedDict of feature maps, and its number of levels.
 
     ``frozen``: FrozenBatchNorm2d everywhere and, for the ResNets, the stem and ``layer1``
@@ -217,7 +224,7 @@ def _feature_extractor(backbone: str, pretrained: str | Path | None, frozen: boo
                 net.features,
                 return_layers={"denseblock1": "0", "denseblock2": "1", "denseblock3": "2", "norm5": "3"},
                 in_channels_list=[256, 512, 1024, 1024],
-                out_channels=_FPN_CHANNELS,
+                out_channels=fpn_channels,
                 extra_blocks=LastLevelMaxPool(),
             ),
             5,
@@ -231,7 +238,7 @@ def _feature_extractor(backbone: str, pretrained: str | Path | None, frozen: boo
             net,
             return_layers={"layer1": "0", "layer2": "1", "layer3": "2", "layer4": "3"},
             in_channels_list=_RESNET_CHANNELS.get(backbone, [256, 512, 1024, 2048]),
-            out_channels=_FPN_CHANNELS,
+            out_channels=fpn_channels,
             extra_blocks=LastLevelMaxPool(),
         ),
         5,
@@ -275,6 +282,7 @@ def build_maskrcnn(
     label_inputs: str = DEFAULT_LABEL_INPUTS,
     distill_weight: float = DEFAULT_DISTILL_WEIGHT,
     image_head: bool = False,
+    fpn_channels: int = FPN_CHANNELS,
 ) -> MaskRCNN:
     """Build a four-channel Mask R-CNN: class-agnostic cells and a multi-label head.
 
@@ -308,6 +316,10 @@ def build_maskrcnn(
     image_head : bool
         Hold an image head on the pixel head's features of the cells
         (:class:`~hpaseg.detection.heads.MultiLabelRoIHeads`; fitted by the trainer).
+    fpn_channels : int
+        Channels of the FPN levels, and the width of the mask head's four convolutions
+        (default :data:`FPN_CHANNELS`, torchvision's mask head); not for
+        ``densenet121_c5``, which has no FPN.
 
     Returns
     -------
@@ -317,8 +329,14 @@ def build_maskrcnn(
         in eval mode each output also has ``label_probs`` (detections, 19).
     """
     _check_backbone(backbone)
+    if fpn_channels < 1 or (backbone == "densenet121_c5" and fpn_channels != FPN_CHANNELS):
+        raise InputError(
+            f"fpn_channels {fpn_channels}: expected a positive count, and the default {FPN_CHANNELS} for "
+            "densenet121_c5 (it has no FPN)",
+            param="fpn_channels",
+        )
     frozen = pretrained is not None if frozen_backbone is None else bool(frozen_backbone)
-    features, levels = _feature_extractor(backbone, pretrained, frozen)
+    features, levels = _feature_extractor(backbone, pretrained, frozen, fpn_channels)
     featmap_names = ["0"] if levels == 1 else ["0", "1", "2", "3"]
     sizes = anchor_sizes(image_size, levels)
     anchors = AnchorGenerator(sizes=sizes, aspect_ratios=(ANCHOR_ASPECT_RATIOS,) * len(sizes))
@@ -340,6 +358,9 @@ def build_maskrcnn(
         rpn_post_nms_top_n_train=RPN_POST_NMS_TOP_N[0],
         rpn_post_nms_top_n_test=RPN_POST_NMS_TOP_N[1],
     )
+    if levels > 1 and fpn_channels != FPN_CHANNELS:  # a mask head as wide as the levels (torchvision's: 4 x 256)
+        model.roi_heads.mask_head = MaskRCNNHeads(fpn_channels, (fpn_channels,) * 4, 1)
+        model.roi_heads.mask_predictor = MaskRCNNPredictor(fpn_channels, fpn_channels, DETECTION_CLASSES)
     model.roi_heads = MultiLabelRoIHeads(
         model.roi_heads,
         num_classes,

@@ -23,7 +23,7 @@ from ..classes import NUM_CLASSES
 from ..errors import InputError
 from ..runtime.checkpoint import read_checkpoint
 from ..transforms import resize_image, to_tensor
-from .models import MODEL_KIND, build_maskrcnn
+from .models import FPN_CHANNELS, MODEL_KIND, build_maskrcnn
 from .postprocess import PostprocessConfig, cell_scores, compose_label_image, select_cells
 
 __all__ = [
@@ -108,6 +108,7 @@ def build_model_from_checkpoint(
         score_threshold=score_threshold,
         label_inputs=ckpt.get("label_inputs", "features"),  # checkpoints before the pixel head: features
         image_head=bool(ckpt.get("image_head", False)),  # checkpoints before the image head: none
+        fpn_channels=int(ckpt.get("fpn_channels", FPN_CHANNELS)),  # checkpoints before the option: 256
     )
     try:
         model.load_state_dict(ckpt["model"])
@@ -141,7 +142,7 @@ def cells_from_output(
     if image_head is not None and kept and "label_features" in output:
         rows = torch.tensor([cells[i].detection for i in kept])
         features = output["label_features"].detach().float()[rows.to(output["label_features"].device)]
-        image_probs = torch.sigmoid(image_head(features).float()).cpu().numpy().astype(np.float64)
+        image_probs = torch.sigmoid(image_head(features).float()).detach().cpu().numpy().astype(np.float64)
     scores = np.array([cells[i].score for i in kept], dtype=np.float64)
     return DetectedCells(label_image, probs, scores, image_probs)
 

@@ -40,18 +40,18 @@ from ..runtime.schedule import build_scheduler
 from ..runtime.seed import rng_state, seed_everything, set_rng_state
 from ..submission import Prediction, SubmissionRow, encode_label_image, submission_row
 from ..transforms import to_tensor
-from ..weak import fit_image_head
 from .data import CellDataset, cell_crops_by_image, collate, joined_crops, load_teacher, teacher_file
 from .heads import (
     DEFAULT_DISTILL_WEIGHT,
     DEFAULT_LABEL_INPUTS,
     IMAGE_EPOCHS,
-    IMAGE_HEAD_FIT,
     LABEL_EPOCHS,
     check_label_inputs,
+    fit_image_head_on_cells,
     fit_pixel_head,
+    wants_image_head,
 )
-from .models import BACKBONES, MODEL_KIND, RGBY_MEAN, RGBY_STD, build_maskrcnn
+from .models import BACKBONES, FPN_CHANNELS, MODEL_KIND, RGBY_MEAN, RGBY_STD, build_maskrcnn
 from .predictor import predict_tensors
 
 __all__ = [
@@ -94,6 +94,7 @@ class TrainConfig:
     eval_period: int = 500  # 0 = only at the end
     max_eval_images: int = 50
     roi_batch_size: int = 512  # proposals per image the box head trains on
+    fpn_channels: int = FPN_CHANNELS  # FPN levels and heads; fewer: the CPU preset's cheaper heads
     label_loss_weight: float = 1.0  # factor of the multi-label head's loss
     label_inputs: str = DEFAULT_LABEL_INPUTS  # what the label head reads: "pixels+features" or "features"
     teacher: str | None = None  # a cell classifier run (its cell_probabilities.csv) or such a CSV
@@ -108,7 +109,7 @@ class TrainConfig:
 
 
 #: Settings of :class:`TrainConfig` that must be > 0 and >= 0 (floats finite too).
-_POSITIVE = ("image_size", "batch_size", "max_iter", "roi_batch_size", "log_period", "base_lr", "gamma")
+_POSITIVE = ("image_size", "batch_size", "max_iter", "roi_batch_size", "fpn_channels", "log_period", "base_lr", "gamma")
 _NON_NEGATIVE = (
     "warmup_iters",
     "checkpoint_period",
@@ -130,6 +131,11 @@ def check_train_config(cfg: TrainConfig, *, check_paths: bool = True) -> None:
             f"backbone {cfg.backbone!r}: unknown backbone; expected one of {', '.join(BACKBONES)}", param="backbone"
         )
     check_numbers(cfg, positive=_POSITIVE, non_negative=_NON_NEGATIVE)
+    if cfg.backbone == "densenet121_c5" and cfg.fpn_channels != FPN_CHANNELS:
+        raise InputError(
+            f"fpn_channels {cfg.fpn_channels}: densenet121_c5 has no FPN; leave it at {FPN_CHANNELS}",
+            param="fpn_channels",
+        )
     if not 0 <= cfg.momentum < 1:
         raise InputError(f"momentum {cfg.momentum}: expected a number in [0, 1)", param="momentum")
     if not 0 < cfg.warmup_factor <= 1:
@@ -233,6 +239,7 @@ def _state(model, optimizer, scheduler, scaler, iteration: int, epoch: int, step
         "image_size": cfg.image_size,
         "label_inputs": cfg.label_inputs,
         "image_head": has_image_head(cfg),
+        "fpn_channels": cfg.fpn_channels,
         "config": dataclasses.asdict(cfg),
         "hpaseg_version": __version__,
     }
@@ -280,12 +287,14 @@ def _resume(
         state.get("image_size"),
         state.get("label_inputs", "features"),
         state.get("image_head", False),
+        state.get("fpn_channels", FPN_CHANNELS),
     )
-    if theirs != (cfg.backbone, cfg.image_size, cfg.label_inputs, has_image_head(cfg)):
+    if theirs != (cfg.backbone, cfg.image_size, cfg.label_inputs, has_image_head(cfg), cfg.fpn_channels):
         raise InputError(
             f"resume: {last} was trained with backbone {theirs[0]!r} at {theirs[1]} px, label inputs {theirs[2]!r}, "
-            f"image head {theirs[3]}, not {cfg.backbone!r} at {cfg.image_size} px, {cfg.label_inputs!r}, image head "
-            f"{has_image_head(cfg)}; use another output folder",
+            f"image head {theirs[3]}, {theirs[4]} FPN channels, not {cfg.backbone!r} at {cfg.image_size} px, "
+            f"{cfg.label_inputs!r}, image head {has_image_head(cfg)}, {cfg.fpn_channels} FPN channels; "
+            "use another output folder",
             param="resume",
         )
     _unwrap(model).load_state_dict(state["model"])
@@ -315,24 +324,24 @@ class _Training:
 def has_image_head(cfg: TrainConfig) -> bool:
     """Whether a run of ``cfg`` has an image head: ``image_epochs`` > 0, on a pixel head
     fitted first (``label_inputs`` pixels+features, ``label_epochs`` > 0)."""
-    return cfg.image_epochs > 0 and cfg.label_epochs > 0 and cfg.label_inputs == "pixels+features"
+    return wants_image_head(cfg.image_epochs, cfg.label_epochs, cfg.label_inputs)
 
 
-def _fit_image_head(cfg: TrainConfig, heads, per_image: list, device: torch.device) -> None:
+def _fit_image_head(cfg: TrainConfig, heads, per_image: list) -> None:
     """The image head on the fitted pixel head's features of each training image's cells,
     trained on the images' labels (the union of their cells' labels, as train.csv writes them)."""
     started = time.perf_counter()
-    with torch.no_grad():
-        features = [heads.pixel_head.embed(crops.to(device)).float().cpu().numpy() for crops, _, _ in per_image]
     labels = [
         image_labels_of_cells(tuple(int(k) for k in torch.nonzero(row).flatten()) for row in hard)
         for _, _, hard in per_image
     ]
-    head = fit_image_head(features, labels, epochs=cfg.image_epochs, seed=cfg.seed, **IMAGE_HEAD_FIT)
-    heads.set_image_head(head)
+    crops = [crops for crops, _, _ in per_image]
+    heads.set_image_head(
+        fit_image_head_on_cells(heads.pixel_head, crops, labels, epochs=cfg.image_epochs, seed=cfg.seed)
+    )
     log.info(
         "image head: fitted on the pixel features of %d training images, %d epochs, %.1f s",
-        len(features), cfg.image_epochs, time.perf_counter() - started,
+        len(per_image), cfg.image_epochs, time.perf_counter() - started,
     )  # fmt: skip
 
 
@@ -361,7 +370,7 @@ def _pixel_head_first(cfg: TrainConfig, model: torch.nn.Module, train_set: CellD
         )  # fmt: skip
     heads.freeze_pixel_head()
     if fit and heads.image_head is not None and per_image:
-        _fit_image_head(cfg, heads, per_image, device)
+        _fit_image_head(cfg, heads, per_image)
 
 
 def _setup(
@@ -376,6 +385,7 @@ def _setup(
         label_inputs=cfg.label_inputs,
         distill_weight=cfg.distill_weight,
         image_head=has_image_head(cfg),
+        fpn_channels=cfg.fpn_channels,
     ).to(device)
     _pixel_head_first(cfg, model, train_set, fit=fit_pixels)
     if info.distributed:

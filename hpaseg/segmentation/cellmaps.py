@@ -7,7 +7,8 @@ borders) by a marker watershed from the nuclei. The classical maps of
 between touching cells of even brightness wherever the brighter flood arrives first; on
 real fields never used for a choice they agreed with HPA on 0.79 of the cells at IoU 0.6.
 This module learns the two maps instead, from real fields with HPA-Cell-Segmentation
-masks, with a model small enough to ship and to run on one core:
+masks (and real-like synthetic fields with their true cells, for the shapes the few real
+fields lack), with a model small enough to ship and to run on one core:
 
 * **inputs** (:func:`pixel_features`, at half the segmenter's working size, 256 px:
   :func:`map_grid`; the maps come back to 512 px bilinearly, :func:`predict_maps`): each

@@ -185,7 +185,7 @@ class WatershedParams:
 
     # ---- which maps the cells grow over
     #: ``"learned"``: the cell probability and edge-distance maps of a small per-pixel
-    #: model fitted on real fields with HPA-Cell-Segmentation masks
+    #: model fitted on real fields with HPA-Cell-Segmentation masks and real-like synthetic ones
     #: (:mod:`hpaseg.segmentation.cellmaps`, weights shipped with hpaseg); ``"classical"``:
     #: the smoothed microtubule + ER stain (:func:`interior_map`). Leave-one-field-out over
     #: seven real fields, F1 at IoU 0.6: see ``benchmarks/RESULTS.md``.

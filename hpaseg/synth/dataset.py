@@ -3,7 +3,10 @@ truth (see :mod:`hpaseg.synth`); no command-line handling here (that is :mod:`.c
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +18,7 @@ from .. import io
 from ..classes import NUM_CLASSES, Channel
 from ..errors import InputError
 from ..submission import Prediction, SubmissionRow, encode_label_image, write_submission
-from .image import DEFAULT_STYLE, MIN_SIZE_PX, SPLITS, check_style, image_id, image_rng, synth_image
+from .image import DEFAULT_STYLE, MIN_SIZE_PX, SPLITS, SynthImage, check_style, image_id, image_rng, synth_image
 
 __all__ = ["SynthSummary", "generate_dataset"]
 
@@ -99,6 +102,25 @@ def _remove_stale(out_dir: Path, manifest: dict, new_ids: set[str]) -> None:
                 path.unlink(missing_ok=True)
 
 
+def _draw(job: tuple[int, str, int, int, str]) -> SynthImage:
+    """One synthetic image from ``(seed, split, index, size, style)`` (a worker's task)."""
+    seed, split, index, size, style = job
+    return synth_image(image_rng(seed, split, index), size, style=style)
+
+
+@contextlib.contextmanager
+def _drawn_images(
+    jobs: list[tuple[str, int]], seed: int, size: int, style: str, workers: int
+) -> Iterator[Iterator[SynthImage]]:
+    """The images of ``jobs`` (``(split, index)``), in order, drawn by ``workers`` processes."""
+    tasks = [(seed, split, index, size, style) for split, index in jobs]
+    if workers == 1 or len(tasks) < 2:
+        yield map(_draw, tasks)
+        return
+    with ProcessPoolExecutor(min(workers, len(tasks))) as pool:
+        yield pool.map(_draw, tasks, chunksize=max(1, len(tasks) // (8 * workers)))
+
+
 def generate_dataset(
     out_dir: str | Path,
     n_train: int,
@@ -110,6 +132,7 @@ def generate_dataset(
     *,
     overwrite: bool = False,
     style: str = DEFAULT_STYLE,
+    workers: int = 1,
 ) -> SynthSummary:
     """Write a synthetic dataset in the Kaggle layout plus its truth (see the module docstring).
 
@@ -133,6 +156,8 @@ def generate_dataset(
         Allow writing into a non-empty folder not made by this function.
     style : {"real-like", "compact"}
         The look of the fields (:data:`STYLES`), recorded in ``synth.json``.
+    workers : int
+        Processes drawing the images (>= 1); the files are the same for any count.
 
     Returns
     -------
@@ -146,6 +171,8 @@ def generate_dataset(
 
     _check_options(n_train, n_test, size, seed, bit_depth)
     check_style(style)
+    if workers < 1:
+        raise InputError(f"workers: expected a count >= 1, got {workers}", param="workers")
     start = time.perf_counter()
     out_dir = Path(out_dir)
     previous = _previous_manifest(out_dir, overwrite)
@@ -169,27 +196,29 @@ def generate_dataset(
     truth_rows: list[SubmissionRow] = []
     cell_rows: list[list] = []
     jobs = [(split, i) for split, count in zip(SPLITS, (n_train, n_test)) for i in range(count)]
-    for split, index in tqdm(jobs, desc="synth", unit="img", disable=not progress):
-        iid = image_id(split, index)
-        img = synth_image(image_rng(seed, split, index), size, style=style)
-        pixels = img.image.astype(np.uint16) * np.uint16(257) if bit_depth == 16 else img.image
-        io.write_rgby(out_dir / split, iid, pixels)
-        io.write_mask_pair(out_dir / "masks", iid, img.cell_mask, img.nuclei_mask)
-        for cell, labs in img.cell_labels.items():
-            cell_rows.append([iid, split, cell, io.format_labels(labs)])
-            for lab in labs:
-                summary.cell_label_counts[lab] += 1
-        for lab in img.image_labels:
-            summary.image_label_counts[lab] += 1
-        summary.n_cells += len(img.cell_labels)
-        if split == "train":
-            train_labels[iid] = img.image_labels
-        else:
-            masks = encode_label_image(img.cell_mask, sorted(img.cell_labels))
-            preds = [
-                Prediction(lab, 1.0, masks[cell]) for cell, labs in sorted(img.cell_labels.items()) for lab in labs
-            ]
-            truth_rows.append(SubmissionRow(iid, size, size, preds))
+    with _drawn_images(jobs, seed, size, style, workers) as drawn:
+        for (split, index), img in tqdm(
+            zip(jobs, drawn), total=len(jobs), desc="synth", unit="img", disable=not progress
+        ):
+            iid = image_id(split, index)
+            pixels = img.image.astype(np.uint16) * np.uint16(257) if bit_depth == 16 else img.image
+            io.write_rgby(out_dir / split, iid, pixels)
+            io.write_mask_pair(out_dir / "masks", iid, img.cell_mask, img.nuclei_mask)
+            for cell, labs in img.cell_labels.items():
+                cell_rows.append([iid, split, cell, io.format_labels(labs)])
+                for lab in labs:
+                    summary.cell_label_counts[lab] += 1
+            for lab in img.image_labels:
+                summary.image_label_counts[lab] += 1
+            summary.n_cells += len(img.cell_labels)
+            if split == "train":
+                train_labels[iid] = img.image_labels
+            else:
+                masks = encode_label_image(img.cell_mask, sorted(img.cell_labels))
+                preds = [
+                    Prediction(lab, 1.0, masks[cell]) for cell, labs in sorted(img.cell_labels.items()) for lab in labs
+                ]
+                truth_rows.append(SubmissionRow(iid, size, size, preds))
 
     io.write_labels_csv(out_dir / "train.csv", train_labels)
     write_submission(

@@ -103,6 +103,24 @@ def test_train_and_predict_on_cpu(tiny_dataset, tmp_path, capsys):
         == 0
     )
     assert validate_submission(out, tiny_dataset["test"]).n_images == 2
+    # the run's image head (fitted on its pixel features before training) is in the weights
+    # (test_detectron2.py::test_kept_cells_pool_into_the_image_probabilities: what the predictor makes of it)
+    import torch
+
+    from hpaseg.detection.detectron2 import Detectron2Predictor
+
+    state = torch.load(run / "model_final.pth", map_location="cpu", weights_only=False)["model"]
+    assert any(k.startswith("roi_heads.image_head.") for k in state)
+    predictor = Detectron2Predictor.from_checkpoint(run / "model_final.pth")
+    assert predictor.model.roi_heads.image_head is not None  # built from the run's config, its weights loaded
+    # a run from before the image head (no such weights) still loads, without one
+    old = {k: v for k, v in state.items() if not k.startswith("roi_heads.image_head.")}
+    torch.save(
+        {**torch.load(run / "model_final.pth", map_location="cpu", weights_only=False), "model": old},
+        tmp_path / "old.pth",
+    )
+    (tmp_path / "config.yaml").write_text((run / "config.yaml").read_text())
+    assert Detectron2Predictor.from_checkpoint(tmp_path / "old.pth").model.roi_heads.image_head is None
     # Missing config is a one-line error.
     assert (
         train_cli.main(

@@ -190,6 +190,8 @@ def test_multilabel_heads_train_and_predict_label_probabilities():
         out = model([{"image": image, "height": 64, "width": 64}])[0]["instances"]
     assert out.label_probs.shape == (len(out), 19)
     assert set(out.pred_classes.tolist()) <= {0}
+    if len(out):  # the image head's inputs: the pixel head's features of each detection
+        assert out.label_features.shape == (len(out), model.roi_heads.pixel_head.num_features)
 
 
 def test_old_configs_and_checkpoints_are_refused(tmp_path):
@@ -269,14 +271,54 @@ def test_the_pixel_head_is_fitted_on_the_cells_and_frozen_before_training(tiny_d
     eng = _engine()
     overrides = {"HPA.DATASET_DIR": str(tiny_dataset["dataset"]), "HPA.DATA_DIR": str(tiny_dataset["train"])}
     opts = ["MODEL.DEVICE", "cpu", "MODEL.RESNETS.DEPTH", "50", "HPA.IMAGE_SIZE", "128", "HPA.LABEL_EPOCHS", "2"]
+    opts += ["HPA.IMAGE_EPOCHS", "3"]
     cfg = eng.load_config(eng.config_dir() / CONFIGS[0], opts, **overrides)
     eng.register_hpa_datasets(cfg, progress=False)
     torch.manual_seed(0)
     model = build_model(cfg)
     heads = model.roi_heads
     assert float(heads.pixel_head.features[0][1].running_mean.abs().sum()) == 0.0
+    before = {k: v.clone() for k, v in heads.image_head.state_dict().items()}
     fit_pixel_head_on_cells(cfg, model)
+    # then the image head, on the frozen pixel head's features: fitted, and never trained by the detector
+    after = heads.image_head.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert not any(p.requires_grad for p in heads.image_head.parameters())
     assert float(heads.pixel_head.features[0][1].running_mean.abs().sum()) > 0
     model.train()
     assert not heads.pixel_head.training and not any(p.requires_grad for p in heads.pixel_head.parameters())
+    assert not heads.image_head.training
     assert all(p.requires_grad for p in heads.label_head.parameters())
+    # no image head without a pixel head fitted first
+    cfg.HPA.LABEL_EPOCHS = 0
+    assert build_model(cfg).roi_heads.image_head is None
+
+
+def test_kept_cells_pool_into_the_image_probabilities():
+    """``instances_to_cells`` with an image head: the kept cells' ``label_features`` become
+    the image's probabilities (as the torchvision engine's ``cells_from_output``); without
+    the head or the features, none."""
+    from detectron2.structures import Boxes, Instances
+
+    from hpaseg.detection import PostprocessConfig
+    from hpaseg.detection.detectron2.evaluator import instances_to_cells
+    from hpaseg.weak import ImageHead
+
+    inst = Instances((64, 64))
+    masks = torch.zeros(2, 64, 64)
+    masks[0, 4:30, 6:28], masks[1, 34:60, 30:62] = 1.0, 1.0
+    inst.pred_boxes = Boxes(torch.tensor([[6.0, 4.0, 28.0, 30.0], [30.0, 34.0, 62.0, 60.0]]))
+    inst.scores = torch.tensor([0.9, 0.8])
+    inst.pred_classes = torch.zeros(2, dtype=torch.int64)
+    inst.pred_masks = masks
+    inst.label_probs = torch.full((2, 19), 0.3)
+    inst.label_features = torch.randn(2, 8)
+    torch.manual_seed(0)
+    head = ImageHead(8).eval()
+    cells = instances_to_cells(inst, (64, 64), (64, 64), PostprocessConfig(), head)
+    assert len(cells.probabilities) == 2
+    with torch.no_grad():
+        expected = torch.sigmoid(head(inst.label_features)).numpy()
+    assert expected.shape == (19,)  # one image: pooled over its kept cells
+    np.testing.assert_allclose(cells.image_probabilities, expected, rtol=1e-5)
+    assert instances_to_cells(inst, (64, 64), (64, 64), PostprocessConfig()).image_probabilities is None

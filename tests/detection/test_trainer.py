@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -109,3 +110,37 @@ def test_resume_refuses_a_checkpoint_of_the_earlier_model(trained_run, tiny_data
     with pytest.raises(InputError, match="earlier per-\\(cell, label\\) softmax Mask R-CNN.*retrain") as info:
         train_torchvision(cfg, resume=True, progress=False)
     assert info.value.params == ("resume",) and "\n" not in str(info.value)
+
+
+def test_narrow_fpn_run_is_recorded_predicted_and_resumed_only_at_its_width(tiny_dataset, tmp_path):
+    """``fpn_channels``: the CPU preset's narrower FPN levels and heads (the demo's 64)."""
+    from hpaseg.detection import MaskRCNNPredictor
+
+    run = tmp_path / "narrow"
+    cfg = TrainConfig(
+        dataset=str(tiny_dataset["dataset"]),
+        data=str(tiny_dataset["train"]),
+        out=str(run),
+        device="cpu",
+        backbone="resnet18_fpn",
+        image_size=128,
+        max_iter=1,
+        batch_size=1,
+        eval_period=0,
+        workers=0,
+        warmup_iters=1,
+        fpn_channels=32,
+    )
+    train_torchvision(cfg, progress=False)
+    ckpt = torch.load(run / "model_final.pth", map_location="cpu", weights_only=False)
+    assert ckpt["fpn_channels"] == 32
+    assert ckpt["model"]["backbone.fpn.layer_blocks.0.0.weight"].shape[0] == 32
+    assert ckpt["model"]["roi_heads.mask_head.0.0.weight"].shape[:2] == (32, 32)  # the mask head as wide as the levels
+    predictor = MaskRCNNPredictor.from_checkpoint(run / "model_final.pth")  # rebuilt at its width, weights fit
+    assert predictor.model.backbone.out_channels == 32
+    with pytest.raises(InputError, match="32 FPN channels, not .* 256 FPN channels") as info:
+        train_torchvision(dataclasses.replace(cfg, fpn_channels=256, max_iter=2), resume=True, progress=False)
+    assert info.value.params == ("resume",)
+    with pytest.raises(InputError, match="densenet121_c5 has no FPN") as info:
+        train_torchvision(dataclasses.replace(cfg, backbone="densenet121_c5", out=str(tmp_path / "c5")), progress=False)
+    assert info.value.params == ("fpn_channels",)

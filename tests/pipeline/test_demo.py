@@ -16,6 +16,7 @@ from hpaseg.pipeline.demo import DemoConfig, run_demo
         ({"lr": float("inf")}, "lr inf: expected a finite number > 0"),
         ({"batch_size": 0}, "batch_size 0: expected a positive integer"),
         ({"train_iters": -1}, "train_iters -1: expected an integer >= 0"),
+        ({"fpn_channels": 0}, "fpn_channels 0: expected a positive integer"),
         ({"backbone": "vgg16"}, "backbone 'vgg16': unknown backbone"),
     ],
 )

@@ -41,6 +41,19 @@ def _all_ids() -> list[tuple[str, str]]:
     ]
 
 
+def test_workers_write_the_same_files(dataset, tmp_path):
+    """Images drawn by two processes: the same files, byte for byte, as one process writes."""
+    out = tmp_path / "data"
+    synth.generate_dataset(out, N_TRAIN, N_TEST, SIZE, SEED, progress=False, workers=2)
+    ours = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file() and p.name != "synth.json")
+    theirs = sorted(p.relative_to(dataset) for p in dataset.rglob("*") if p.is_file() and p.name != "synth.json")
+    assert ours == theirs and len(ours) > 4 * (N_TRAIN + N_TEST)
+    for rel in ours:
+        assert (out / rel).read_bytes() == (dataset / rel).read_bytes(), rel
+    with pytest.raises(InputError, match="workers: expected a count >= 1"):
+        synth.generate_dataset(tmp_path / "other", 1, 0, SIZE, SEED, progress=False, workers=0)
+
+
 def test_layout_and_csvs(dataset):
     labels = io.read_labels_csv(dataset / "train.csv")
     assert list(labels) == [f"synth_train_{i:04d}" for i in range(N_TRAIN)]

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import InputError
-from ..heads import DEFAULT_DISTILL_WEIGHT, DEFAULT_LABEL_INPUTS, LABEL_EPOCHS
+from ..heads import DEFAULT_DISTILL_WEIGHT, DEFAULT_LABEL_INPUTS, IMAGE_EPOCHS, LABEL_EPOCHS
 from ..models import anchor_sizes
 from .heads import ROI_HEADS_NAME, register_hpa_roi_heads
 
@@ -97,6 +97,7 @@ def add_hpa_config(cfg) -> None:
     cfg.HPA.TEACHER = ""  # a cell classifier run (its cell_probabilities.csv) or such a CSV; "" = none
     cfg.HPA.DISTILL_WEIGHT = DEFAULT_DISTILL_WEIGHT  # weight of the teacher's probabilities in the label targets
     cfg.HPA.LABEL_EPOCHS = LABEL_EPOCHS  # pixel head alone on the training cells' crops first, then frozen; 0 = joint
+    cfg.HPA.IMAGE_EPOCHS = IMAGE_EPOCHS  # image head on the cells' pixel features, after the pixel head; 0 = none
 
 
 def load_config(config_file: str | Path, opts: list[str] | None = None, **overrides: Any):

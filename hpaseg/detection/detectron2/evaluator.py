@@ -17,10 +17,16 @@ __all__ = ["instances_to_cells", "HPAEvaluator"]
 
 
 def instances_to_cells(
-    instances, image_shape: tuple[int, int], out_shape: tuple[int, int], config: PostprocessConfig
+    instances,
+    image_shape: tuple[int, int],
+    out_shape: tuple[int, int],
+    config: PostprocessConfig,
+    image_head: torch.nn.Module | None = None,
 ) -> DetectedCells:
     """One image's predicted ``Instances`` (``scores``, ``pred_masks``, ``label_probs``) at
-    working size ``image_shape`` as cells at ``out_shape`` (the torchvision engine's post-processing)."""
+    working size ``image_shape`` as cells at ``out_shape`` (the torchvision engine's
+    post-processing); with the model's ``image_head`` and the instances' ``label_features``,
+    the image's probabilities from its kept cells."""
     inst = instances.to("cpu")
     n = len(inst)
     masks = inst.pred_masks.float() if inst.has("pred_masks") else torch.zeros((n,) + tuple(image_shape))
@@ -29,8 +35,10 @@ def instances_to_cells(
         "masks": masks,
         "label_probs": inst.label_probs if inst.has("label_probs") else torch.zeros((n, NUM_CLASSES)),
     }
+    if inst.has("label_features"):
+        output["label_features"] = inst.label_features
     working = tuple(masks.shape[-2:]) if n else tuple(image_shape)
-    return cells_from_output(output, working, tuple(out_shape), config)
+    return cells_from_output(output, working, tuple(out_shape), config, image_head)
 
 
 class HPAEvaluator:

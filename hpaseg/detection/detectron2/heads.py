@@ -14,6 +14,13 @@ mean binary cross-entropy against :func:`~hpaseg.detection.heads.distill_targets
 (``HPA.DISTILL_WEIGHT``). Inference: the head runs on the final detections' boxes and
 each predicted ``Instances`` gets ``label_probs`` (detections, 19).
 
+Image head (``HPA.IMAGE_EPOCHS`` > 0, with a pixel head fitted first, ``HPA.LABEL_EPOCHS``
+> 0): the torchvision engine's (:class:`~hpaseg.detection.heads.FittedLabelParts`), fitted
+by :func:`~hpaseg.detection.detectron2.trainer.fit_pixel_head_on_cells` after the pixel
+head; at inference each ``Instances`` also gets ``label_features`` (detections, F), which
+:func:`~hpaseg.detection.detectron2.evaluator.instances_to_cells` pools over the kept
+cells into the image's probabilities.
+
 Registered in detectron2's ``ROI_HEADS_REGISTRY`` as ``HPAMultiLabelROIHeads`` by
 :func:`register_hpa_roi_heads` (called by :func:`~hpaseg.detection.detectron2.config.load_config`,
 not on import); the HPA base YAML selects it.
@@ -25,7 +32,16 @@ import torch
 from torch import nn
 
 from ...classes import NUM_CLASSES
-from ..heads import LabelHead, PixelHead, check_label_inputs, distill_targets, multilabel_loss, pixel_crops
+from ..heads import (
+    FittedLabelParts,
+    LabelHead,
+    PixelHead,
+    check_label_inputs,
+    distill_targets,
+    multilabel_loss,
+    pixel_crops,
+    wants_image_head,
+)
 
 __all__ = ["ROI_HEADS_NAME", "register_hpa_roi_heads"]
 
@@ -37,7 +53,7 @@ def _heads_class():
     from detectron2.config import configurable
     from detectron2.modeling.roi_heads import StandardROIHeads
 
-    class HPAMultiLabelROIHeads(StandardROIHeads):
+    class HPAMultiLabelROIHeads(FittedLabelParts, StandardROIHeads):
         """detectron2's StandardROIHeads (one foreground class: cell) plus a multi-label head."""
 
         @configurable
@@ -48,6 +64,8 @@ def _heads_class():
             pixel_head: nn.Module | None = None,
             label_loss_weight: float = 1.0,
             distill_weight: float = 0.0,
+            image_head: bool = False,
+            label_inputs: str = "pixels+features",
             **kwargs,
         ) -> None:
             super().__init__(**kwargs)
@@ -57,19 +75,7 @@ def _heads_class():
             self.distill_weight = distill_weight
             self.images: torch.Tensor | None = None  # the normalised batch of the current forward
             self.pixel_head_frozen = False
-
-        def freeze_pixel_head(self) -> None:
-            """No gradients and fixed BatchNorm statistics for the pixel head (after its fit)."""
-            if self.pixel_head is not None:
-                self.pixel_head.requires_grad_(False)
-                self.pixel_head.eval()
-                self.pixel_head_frozen = True
-
-        def train(self, mode: bool = True):
-            super().train(mode)
-            if self.pixel_head_frozen:
-                self.pixel_head.eval()
-            return self
+            self._add_image_head(image_head, label_inputs)
 
         @classmethod
         def from_config(cls, cfg, input_shape):
@@ -79,8 +85,10 @@ def _heads_class():
             ret["label_head"] = LabelHead(channels * resolution * resolution, NUM_CLASSES)
             ret["label_loss_weight"] = cfg.HPA.LABEL_LOSS_WEIGHT
             ret["distill_weight"] = cfg.HPA.DISTILL_WEIGHT
-            if check_label_inputs(cfg.HPA.LABEL_INPUTS) == "pixels+features":
+            ret["label_inputs"] = check_label_inputs(cfg.HPA.LABEL_INPUTS)
+            if ret["label_inputs"] == "pixels+features":
                 ret["pixel_head"] = PixelHead(NUM_CLASSES, in_channels=len(cfg.MODEL.PIXEL_MEAN))
+            ret["image_head"] = wants_image_head(cfg.HPA.IMAGE_EPOCHS, cfg.HPA.LABEL_EPOCHS, cfg.HPA.LABEL_INPUTS)
             return ret
 
         def label_logits(self, features, boxes) -> torch.Tensor:
@@ -118,6 +126,8 @@ def _heads_class():
             probs = torch.sigmoid(self.label_logits(features, boxes))
             for inst, p in zip(instances, probs.split([len(b) for b in boxes])):
                 inst.label_probs = p
+            for inst, f in zip(instances, self.cell_features([b.tensor for b in boxes]) or []):
+                inst.label_features = f
             return instances
 
     return HPAMultiLabelROIHeads

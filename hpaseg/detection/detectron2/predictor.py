@@ -56,6 +56,8 @@ class Detectron2Predictor(CellDetector):
         config_file = Path(config_file) if config_file else weights.parent / "config.yaml"
         cfg = load_config(config_file, [], **{"MODEL.DEVICE": device, "MODEL.WEIGHTS": str(weights)})
         cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = config.min_detection_score
+        if not any(k.startswith("roi_heads.image_head.") for k in state["model"]):
+            cfg.HPA.IMAGE_EPOCHS = 0  # a run from before the image head
         model = build_model(cfg).eval()
         try:
             model.load_state_dict(state["model"])
@@ -79,7 +81,8 @@ class Detectron2Predictor(CellDetector):
             for s in smalls
         ]
         outputs = self.model(inputs)
+        image_head = getattr(self.model.roi_heads, "image_head", None)
         return [
-            instances_to_cells(out["instances"], small.shape[:2], image.shape[:2], self.config)
+            instances_to_cells(out["instances"], small.shape[:2], image.shape[:2], self.config, image_head)
             for out, small, image in zip(outputs, smalls, images)
         ]

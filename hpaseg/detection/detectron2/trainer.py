@@ -4,23 +4,28 @@ joins them)."""
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from ...classes import image_labels_of_cells
 from ...errors import InputError
 from ...io import atomic_write
 from ...runtime import dist
 from ..data import teacher_file
-from ..heads import distill_targets, fit_pixel_head, pixel_crops
+from ..heads import distill_targets, fit_image_head_on_cells, fit_pixel_head, pixel_crops
 from .checkpoint import RGBYCheckpointer, check_checkpoint
 from .config import load_config, require_detectron2
 from .data import HPADatasetMapper, register_hpa_datasets
 from .evaluator import HPAEvaluator
 
 __all__ = ["Detectron2TrainConfig", "train_detectron2"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -68,7 +73,9 @@ def fit_pixel_head_on_cells(cfg, model: torch.nn.Module) -> None:
     """With ``HPA.LABEL_EPOCHS`` and a pixel head: train it alone on the crops of every
     cell of ``hpa_train`` (the mapper's instances, without augmentation, normalised as the
     model normalises its input; targets :func:`~hpaseg.detection.heads.distill_targets`),
-    then freeze it: the torchvision engine's ``_pixel_head_first``."""
+    then freeze it; with an image head (``HPA.IMAGE_EPOCHS``), fit it next on the frozen
+    pixel head's features of each image's cells and the image's labels: the torchvision
+    engine's ``_pixel_head_first``."""
     from detectron2.data import DatasetCatalog
 
     heads = model.roi_heads
@@ -78,7 +85,7 @@ def fit_pixel_head_on_cells(cfg, model: torch.nn.Module) -> None:
     mapper.augment = False
     mean = torch.tensor(cfg.MODEL.PIXEL_MEAN).view(-1, 1, 1)
     std = torch.tensor(cfg.MODEL.PIXEL_STD).view(-1, 1, 1)
-    crops, targets = [], []
+    crops, targets, labels = [], [], []
     for record in DatasetCatalog.get("hpa_train"):
         item = mapper(record)
         inst = item["instances"]
@@ -87,6 +94,9 @@ def fit_pixel_head_on_cells(cfg, model: torch.nn.Module) -> None:
         crops.append(pixel_crops(((item["image"] - mean) / std)[None], [inst.gt_boxes.tensor]))
         soft = inst.gt_label_probs if inst.has("gt_label_probs") else None
         targets.append(distill_targets(inst.gt_multilabels, soft, cfg.HPA.DISTILL_WEIGHT))
+        labels.append(
+            image_labels_of_cells(tuple(int(k) for k in torch.nonzero(row).flatten()) for row in inst.gt_multilabels)
+        )
     if crops:
         device = next(heads.pixel_head.parameters()).device
         fit_pixel_head(
@@ -94,6 +104,16 @@ def fit_pixel_head_on_cells(cfg, model: torch.nn.Module) -> None:
             epochs=cfg.HPA.LABEL_EPOCHS, seed=cfg.SEED,
         )  # fmt: skip
     heads.freeze_pixel_head()
+    if crops and heads.image_head is not None:
+        started = time.perf_counter()
+        seed = cfg.SEED if cfg.SEED >= 0 else 0  # detectron2's SEED -1 ("random"): numpy takes no negative seed
+        heads.set_image_head(
+            fit_image_head_on_cells(heads.pixel_head, crops, labels, epochs=cfg.HPA.IMAGE_EPOCHS, seed=seed)
+        )
+        log.info(
+            "image head: fitted on the pixel features of %d training images, %d epochs, %.1f s",
+            len(crops), cfg.HPA.IMAGE_EPOCHS, time.perf_counter() - started,
+        )  # fmt: skip
 
 
 def _trainer_class():
