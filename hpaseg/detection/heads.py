@@ -51,12 +51,16 @@ recognition was most of what it lost.
 
 from __future__ import annotations
 
+import logging
+import time
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.ops import box_iou, roi_align
 
+from ..classes import image_labels_of_cells
 from ..errors import InputError
 from ..weak import ImageHead, fit_image_head
 
@@ -82,6 +86,8 @@ __all__ = [
     "wants_image_head",
     "FittedLabelParts",
 ]
+
+log = logging.getLogger(__name__)
 
 #: Foreground proposals per image the label head trains on, besides the ground-truth boxes.
 LABEL_SAMPLES_PER_IMAGE = 64
@@ -307,7 +313,6 @@ def fit_pixel_head(
     return losses
 
 
-@torch.no_grad()
 def wants_image_head(image_epochs: int, label_epochs: int, label_inputs: str) -> bool:
     """Whether a model has an image head: ``image_epochs`` > 0 on a pixel head fitted first
     (``label_inputs`` pixels+features, ``label_epochs`` > 0); both engines' rule.
@@ -321,13 +326,14 @@ def wants_image_head(image_epochs: int, label_epochs: int, label_inputs: str) ->
 def fit_image_head_on_cells(
     pixel_head: PixelHead,
     crops_by_image: list[torch.Tensor],
-    labels_by_image: list[tuple[int, ...]],
+    multilabels_by_image: list[torch.Tensor],
     *,
     epochs: int = IMAGE_EPOCHS,
     seed: int = 0,
 ) -> ImageHead:
     """An image head fitted on the (fitted, frozen) pixel head's features of each training
-    image's cells (:meth:`PixelHead.embed`), trained on the images' labels with bag mixing
+    image's cells (:meth:`PixelHead.embed`), trained on the images' labels (the union of
+    their cells' labels, as train.csv writes them) with bag mixing
     (:func:`hpaseg.weak.fit_image_head`, :data:`IMAGE_HEAD_FIT`): both engines' trainers.
 
     Parameters
@@ -335,20 +341,31 @@ def fit_image_head_on_cells(
     pixel_head : PixelHead
     crops_by_image : list of Tensor, each (cells, 4, PIXEL_ROI_SIZE, PIXEL_ROI_SIZE)
         Every training image's cell crops, normalised as the model normalises its input.
-    labels_by_image : list of tuple of int
-        Each image's labels (the union of its cells' labels, as train.csv writes them).
+    multilabels_by_image : list of Tensor, each (cells, 19)
+        Each image's cells' multi-hot (hard) labels.
     epochs, seed : int
 
     Returns
     -------
     ImageHead
     """
+    started = time.perf_counter()
     device = next(pixel_head.parameters()).device
     with torch.no_grad():
         features = [pixel_head.embed(crops.to(device)).float().cpu().numpy() for crops in crops_by_image]
-    return fit_image_head(features, [tuple(x) for x in labels_by_image], epochs=epochs, seed=seed, **IMAGE_HEAD_FIT)
+    labels = [
+        image_labels_of_cells(tuple(int(k) for k in torch.nonzero(row).flatten()) for row in cells)
+        for cells in multilabels_by_image
+    ]
+    head = fit_image_head(features, labels, epochs=epochs, seed=seed, **IMAGE_HEAD_FIT)
+    log.info(
+        "image head: fitted on the pixel features of %d training images, %d epochs, %.1f s",
+        len(features), epochs, time.perf_counter() - started,
+    )  # fmt: skip
+    return head
 
 
+@torch.no_grad()
 def _precise_batchnorm(module: nn.Module, inputs: torch.Tensor) -> None:
     """Set every BatchNorm's running statistics to the exact mean and variance over
     ``inputs`` (a cumulative average over one pass), as detectron2's PreciseBN does: the

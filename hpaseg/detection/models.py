@@ -59,6 +59,7 @@ __all__ = [
     "RPN_PRE_NMS_TOP_N",
     "RPN_POST_NMS_TOP_N",
     "build_maskrcnn",
+    "check_fpn_channels",
     "classification_net",
     "load_classification_weights",
 ]
@@ -107,6 +108,25 @@ def _check_backbone(name: str) -> None:
     if name not in _NETS:
         raise InputError(
             f"backbone {name!r}: unknown backbone; expected one of {', '.join(BACKBONES)}", param="backbone"
+        )
+
+
+def check_fpn_channels(backbone: str, fpn_channels: int) -> None:
+    """Refuse an ``fpn_channels`` that ``backbone`` cannot have: not a positive count, or
+    other than :data:`FPN_CHANNELS` for ``densenet121_c5`` (no FPN).
+
+    >>> check_fpn_channels("resnet18_fpn", 64)
+    >>> check_fpn_channels("densenet121_c5", 64)
+    Traceback (most recent call last):
+    ...
+    hpaseg.errors.InputError: fpn_channels 64: densenet121_c5 has no FPN; leave it at 256
+    """
+    if fpn_channels < 1:
+        raise InputError(f"fpn_channels {fpn_channels}: expected a positive count", param="fpn_channels")
+    if backbone == "densenet121_c5" and fpn_channels != FPN_CHANNELS:
+        raise InputError(
+            f"fpn_channels {fpn_channels}: densenet121_c5 has no FPN; leave it at {FPN_CHANNELS}",
+            param="fpn_channels",
         )
 
 
@@ -329,12 +349,7 @@ def build_maskrcnn(
         in eval mode each output also has ``label_probs`` (detections, 19).
     """
     _check_backbone(backbone)
-    if fpn_channels < 1 or (backbone == "densenet121_c5" and fpn_channels != FPN_CHANNELS):
-        raise InputError(
-            f"fpn_channels {fpn_channels}: expected a positive count, and the default {FPN_CHANNELS} for "
-            "densenet121_c5 (it has no FPN)",
-            param="fpn_channels",
-        )
+    check_fpn_channels(backbone, fpn_channels)
     frozen = pretrained is not None if frozen_backbone is None else bool(frozen_backbone)
     features, levels = _feature_extractor(backbone, pretrained, frozen, fpn_channels)
     featmap_names = ["0"] if levels == 1 else ["0", "1", "2", "3"]

@@ -28,7 +28,6 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from tqdm import tqdm
 
 from .. import __version__
-from ..classes import image_labels_of_cells
 from ..errors import InputError
 from ..evaluation import competition_map
 from ..labels import build_cache, cache_folder, load_coco_split
@@ -51,7 +50,7 @@ from .heads import (
     fit_pixel_head,
     wants_image_head,
 )
-from .models import BACKBONES, FPN_CHANNELS, MODEL_KIND, RGBY_MEAN, RGBY_STD, build_maskrcnn
+from .models import BACKBONES, FPN_CHANNELS, MODEL_KIND, RGBY_MEAN, RGBY_STD, build_maskrcnn, check_fpn_channels
 from .predictor import predict_tensors
 
 __all__ = [
@@ -131,11 +130,7 @@ def check_train_config(cfg: TrainConfig, *, check_paths: bool = True) -> None:
             f"backbone {cfg.backbone!r}: unknown backbone; expected one of {', '.join(BACKBONES)}", param="backbone"
         )
     check_numbers(cfg, positive=_POSITIVE, non_negative=_NON_NEGATIVE)
-    if cfg.backbone == "densenet121_c5" and cfg.fpn_channels != FPN_CHANNELS:
-        raise InputError(
-            f"fpn_channels {cfg.fpn_channels}: densenet121_c5 has no FPN; leave it at {FPN_CHANNELS}",
-            param="fpn_channels",
-        )
+    check_fpn_channels(cfg.backbone, cfg.fpn_channels)
     if not 0 <= cfg.momentum < 1:
         raise InputError(f"momentum {cfg.momentum}: expected a number in [0, 1)", param="momentum")
     if not 0 < cfg.warmup_factor <= 1:
@@ -327,24 +322,6 @@ def has_image_head(cfg: TrainConfig) -> bool:
     return wants_image_head(cfg.image_epochs, cfg.label_epochs, cfg.label_inputs)
 
 
-def _fit_image_head(cfg: TrainConfig, heads, per_image: list) -> None:
-    """The image head on the fitted pixel head's features of each training image's cells,
-    trained on the images' labels (the union of their cells' labels, as train.csv writes them)."""
-    started = time.perf_counter()
-    labels = [
-        image_labels_of_cells(tuple(int(k) for k in torch.nonzero(row).flatten()) for row in hard)
-        for _, _, hard in per_image
-    ]
-    crops = [crops for crops, _, _ in per_image]
-    heads.set_image_head(
-        fit_image_head_on_cells(heads.pixel_head, crops, labels, epochs=cfg.image_epochs, seed=cfg.seed)
-    )
-    log.info(
-        "image head: fitted on the pixel features of %d training images, %d epochs, %.1f s",
-        len(per_image), cfg.image_epochs, time.perf_counter() - started,
-    )  # fmt: skip
-
-
 def _pixel_head_first(cfg: TrainConfig, model: torch.nn.Module, train_set: CellDataset, *, fit: bool) -> None:
     """With ``cfg.label_epochs``: train the pixel head alone on every training cell's crop
     (``fit``: a run that starts at iteration 0; every process the same, from the same
@@ -370,7 +347,12 @@ def _pixel_head_first(cfg: TrainConfig, model: torch.nn.Module, train_set: CellD
         )  # fmt: skip
     heads.freeze_pixel_head()
     if fit and heads.image_head is not None and per_image:
-        _fit_image_head(cfg, heads, per_image)
+        crops_by_image, _, hard_by_image = zip(*per_image)
+        heads.set_image_head(
+            fit_image_head_on_cells(
+                heads.pixel_head, list(crops_by_image), list(hard_by_image), epochs=cfg.image_epochs, seed=cfg.seed
+            )
+        )
 
 
 def _setup(

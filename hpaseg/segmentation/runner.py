@@ -4,12 +4,11 @@ in worker processes, with a progress bar."""
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from .. import io
 from ..classes import CHANNEL_NAMES, Channel
 from ..errors import InputError
 from ..runtime.dist import select_shard
+from ..runtime.pool import spawn_pool
 from .base import Segmenter
 
 __all__ = ["SegmentSummary", "select_shard", "segment_ids", "segment_images"]
@@ -191,8 +191,7 @@ def _segment_in_pool(
     segmenter: Segmenter, out_dir: Path, inputs: Iterator[tuple[str, np.ndarray]], workers: int, bar: tqdm
 ) -> int:
     """Segment and write in ``workers`` processes, at most two images per worker in flight; returns the cells found."""
-    context = multiprocessing.get_context("spawn")  # no fork after torch/OpenMP threads started
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(segmenter,))
+    pool = spawn_pool(workers, initializer=_init_worker, initargs=(segmenter,))
     pending: list[Future] = []
     n_cells = 0
     try:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from tqdm import tqdm
 from .. import io
 from ..classes import NUM_CLASSES, Channel
 from ..errors import InputError
+from ..runtime.pool import spawn_pool
 from ..submission import Prediction, SubmissionRow, encode_label_image, write_submission
 from .image import DEFAULT_STYLE, MIN_SIZE_PX, SPLITS, SynthImage, check_style, image_id, image_rng, synth_image
 
@@ -117,7 +117,7 @@ def _drawn_images(
     if workers == 1 or len(tasks) < 2:
         yield map(_draw, tasks)
         return
-    with ProcessPoolExecutor(min(workers, len(tasks))) as pool:
+    with spawn_pool(min(workers, len(tasks))) as pool:
         yield pool.map(_draw, tasks, chunksize=max(1, len(tasks) // (8 * workers)))
 
 

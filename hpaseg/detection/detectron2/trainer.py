@@ -4,15 +4,12 @@ joins them)."""
 
 from __future__ import annotations
 
-import logging
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from ...classes import image_labels_of_cells
 from ...errors import InputError
 from ...io import atomic_write
 from ...runtime import dist
@@ -24,8 +21,6 @@ from .data import HPADatasetMapper, register_hpa_datasets
 from .evaluator import HPAEvaluator
 
 __all__ = ["Detectron2TrainConfig", "train_detectron2"]
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -85,7 +80,7 @@ def fit_pixel_head_on_cells(cfg, model: torch.nn.Module) -> None:
     mapper.augment = False
     mean = torch.tensor(cfg.MODEL.PIXEL_MEAN).view(-1, 1, 1)
     std = torch.tensor(cfg.MODEL.PIXEL_STD).view(-1, 1, 1)
-    crops, targets, labels = [], [], []
+    crops, targets, multilabels = [], [], []
     for record in DatasetCatalog.get("hpa_train"):
         item = mapper(record)
         inst = item["instances"]
@@ -94,9 +89,7 @@ def fit_pixel_head_on_cells(cfg, model: torch.nn.Module) -> None:
         crops.append(pixel_crops(((item["image"] - mean) / std)[None], [inst.gt_boxes.tensor]))
         soft = inst.gt_label_probs if inst.has("gt_label_probs") else None
         targets.append(distill_targets(inst.gt_multilabels, soft, cfg.HPA.DISTILL_WEIGHT))
-        labels.append(
-            image_labels_of_cells(tuple(int(k) for k in torch.nonzero(row).flatten()) for row in inst.gt_multilabels)
-        )
+        multilabels.append(inst.gt_multilabels)
     if crops:
         device = next(heads.pixel_head.parameters()).device
         fit_pixel_head(
@@ -105,15 +98,10 @@ def fit_pixel_head_on_cells(cfg, model: torch.nn.Module) -> None:
         )  # fmt: skip
     heads.freeze_pixel_head()
     if crops and heads.image_head is not None:
-        started = time.perf_counter()
         seed = cfg.SEED if cfg.SEED >= 0 else 0  # detectron2's SEED -1 ("random"): numpy takes no negative seed
         heads.set_image_head(
-            fit_image_head_on_cells(heads.pixel_head, crops, labels, epochs=cfg.HPA.IMAGE_EPOCHS, seed=seed)
+            fit_image_head_on_cells(heads.pixel_head, crops, multilabels, epochs=cfg.HPA.IMAGE_EPOCHS, seed=seed)
         )
-        log.info(
-            "image head: fitted on the pixel features of %d training images, %d epochs, %.1f s",
-            len(crops), cfg.HPA.IMAGE_EPOCHS, time.perf_counter() - started,
-        )  # fmt: skip
 
 
 def _trainer_class():
