@@ -12,7 +12,9 @@ measured (``--maps``, both by default):
     (in-sample) and the ``--check`` fields. Every fit also learns from ``--synthetic N``
     real-like synthetic fields of 2048 px with their true cells (:mod:`hpaseg.synth`,
     seed ``--synthetic-seed``; default :data:`SYNTHETIC_FIELDS`): shapes the few real
-    fields lack (long protrusions, confluent sheets), never scored. The table gives
+    fields lack (long protrusions, confluent sheets), never scored; with ``--zooms``
+    each real field is also seen at those apparent cell sizes (default :data:`ZOOMS`),
+    its pixels drawn equally from each view. The table gives
     mean ± sd over seeds; the pooled LOFO F1 at IoU 0.6 is the figure that counts.
     ``--save-model PATH`` writes the all-fields model of seed 0: that is how
     ``hpaseg/segmentation/cellmaps.npz``, the model hpaseg ships, is made.
@@ -27,7 +29,7 @@ measured (``--maps``, both by default):
 Fields without a green channel file (the segmenter does not use green) are read with a
 zero green channel, and the run says so. The last line is ``lofo_f1=N.NNN lofo_sd=N.NNN
 insample_f1=N.NNN classical_lofo_f1=N.NNN default_f1=N.NNN fields=K settings=S seeds=N
-synthetic=M`` (the first three of the learned maps when they were measured).
+synthetic=M zooms=Z`` (the first three of the learned maps when they were measured).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from ..cli.base import ArgumentParser, add_quiet, cli_entry
 from ..errors import InputError
 from ..evaluation.segmentation import SegmentationScore, pool_scores, score_segmentation
 from ..segmentation import WatershedParams, segment_watershed
-from ..segmentation.fit_cellmaps import fit_cell_map_model, training_field
+from ..segmentation.fit_cellmaps import fit_cell_map_model, training_field, training_views
 from ..synth.compare import synthetic_fields
 from .common import plus_minus
 
@@ -54,6 +56,7 @@ __all__ = [
     "DEFAULT_GRID",
     "SYNTHETIC_FIELDS",
     "SYNTHETIC_SEED",
+    "ZOOMS",
     "build_parser",
     "choose_lofo",
     "grid_settings",
@@ -71,6 +74,11 @@ DEFAULT_GRID: dict[str, tuple] = {
 #: and their seed. Fixed before measuring: about as many as the real fields.
 SYNTHETIC_FIELDS = 6
 SYNTHETIC_SEED = 11
+#: Apparent cell sizes at which every real development field is seen by the fits of the
+#: learned maps (``--zooms``): the field as it is. Seeing each field also with its cells
+#: 0.8 and 1.25 times their size was chosen by nested leave-one-field-out on one seed and
+#: then, measured once over three, did not help (benchmarks/RESULTS.md): not the default.
+ZOOMS: tuple[float, ...] = (1.0,)
 
 
 def build_parser() -> ArgumentParser:
@@ -103,6 +111,14 @@ def build_parser() -> ArgumentParser:
     )
     parser.add_argument(
         "--synthetic-seed", type=int, default=SYNTHETIC_SEED, help=f"seed of those fields (default {SYNTHETIC_SEED})"
+    )
+    parser.add_argument(
+        "--zooms",
+        nargs="+",
+        type=float,
+        default=list(ZOOMS),
+        help="apparent cell-size factors at which every real field is seen by the learned maps' fits, "
+        f"its pixels drawn equally from each (default {' '.join(f'{z:g}' for z in ZOOMS)})",
     )
     parser.add_argument(
         "--save-model",
@@ -250,16 +266,18 @@ def _learned(
     epochs: int,
     synthetic: int,
     synthetic_seed: int,
+    zooms: Sequence[float] = ZOOMS,
     save_model: str | None,
     quiet: bool,
 ) -> dict:
     """The learned maps: per seed, a model fitted without each field scores it (LOFO) and a
     model fitted on all fields scores every field (in-sample) and the check fields; every
-    fit also learns from ``synthetic`` real-like synthetic fields (never scored)."""
+    fit also learns from ``synthetic`` real-like synthetic fields (never scored) and sees
+    every real field at each of ``zooms``."""
     fields = list(dev)
     params = WatershedParams()
     t0 = time.perf_counter()
-    data = {f: training_field(dev[f][0], dev[f][1], params=params) for f in fields}
+    data = {f: training_views(dev[f][0], dev[f][1], zooms, params=params) for f in fields}
     extra = {
         f"synthetic:{name}": training_field(image, cells, params=params)
         for name, image, cells in synthetic_fields(synthetic, seed=synthetic_seed, size=REFERENCE_SIZE_PX)
@@ -267,7 +285,8 @@ def _learned(
     if not quiet:
         print(
             f"learned maps: features of {len(fields)} fields and {len(extra)} synthetic fields "
-            f"(seed {synthetic_seed}) in {time.perf_counter() - t0:.0f} s",
+            f"(seed {synthetic_seed}), real fields at zooms {', '.join(f'{z:g}' for z in zooms)}, "
+            f"in {time.perf_counter() - t0:.0f} s",
             flush=True,
         )
 
@@ -335,6 +354,7 @@ def _learned(
         "check": {s: {f: v.row() for f, v in checks[s].items()} for s in runs},
         "pooled_f1_06": {"lofo": pooled_lofo, "insample": pooled_in},
         "synthetic": {"fields": synthetic, "seed": synthetic_seed},
+        "zooms": list(zooms),
     }
 
 
@@ -347,6 +367,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise InputError("--seeds, --epochs, --pixels-per-field: expected positive integers")
     if args.synthetic < 0:
         raise InputError(f"--synthetic: expected a count >= 0, got {args.synthetic}")
+    if not all(np.isfinite(z) and z > 0 for z in args.zooms):
+        raise InputError(f"--zooms: expected factors > 0, got {' '.join(f'{z:g}' for z in args.zooms)}")
     if args.save_model and args.maps == "classical":
         raise InputError("--save-model: needs --maps learned or both (it writes the learned maps' model)")
     grid = io.read_json(args.grid) if args.grid else DEFAULT_GRID
@@ -372,6 +394,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             epochs=args.epochs,
             synthetic=args.synthetic,
             synthetic_seed=args.synthetic_seed,
+            zooms=tuple(args.zooms),
             save_model=args.save_model,
             quiet=args.quiet,
         )
@@ -395,5 +418,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"default_f1={out['classical']['pooled_f1_06']['default']:.3f} "
         )
     synthetic = args.synthetic if "learned" in out else 0
-    print(f"{head}{fields} seeds={args.seeds if 'learned' in out else 0} synthetic={synthetic}")
+    zooms = ",".join(f"{z:g}" for z in args.zooms) if "learned" in out else "-"
+    print(f"{head}{fields} seeds={args.seeds if 'learned' in out else 0} synthetic={synthetic} zooms={zooms}")
     return 0

@@ -3,6 +3,8 @@ benchmark that writes the shipped weights imports it, segmentation itself runs o
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 
@@ -14,11 +16,17 @@ from .cellmaps import CellMapModel, map_grid, map_targets, pixel_features
 from .ops import scaled_shape
 from .watershed import WatershedParams, segment_nuclei, working_scale
 
-__all__ = ["fit_cell_map_model", "training_field"]
+__all__ = ["FieldViews", "fit_cell_map_model", "training_field", "training_views"]
+
+#: One field's training data: its features and targets (:func:`training_field`).
+FieldData = tuple[np.ndarray, np.ndarray, np.ndarray]
+#: One field seen at one or more zooms (:func:`training_views`); its pixels are drawn
+#: equally from its views, so a field counts alike however many views it has.
+FieldViews = list[FieldData]
 
 
 def fit_cell_map_model(
-    fields: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    fields: list[FieldData | FieldViews],
     *,
     pixels_per_field: int = 100_000,
     hidden: int = 64,
@@ -31,11 +39,13 @@ def fit_cell_map_model(
 
     Parameters
     ----------
-    fields : list of (features, is_cell, distance)
-        Per field: :func:`pixel_features` (H, W, F) and :func:`map_targets` (H, W) each.
+    fields : list of (features, is_cell, distance), or of lists of them
+        Per field: :func:`pixel_features` (H, W, F) and :func:`map_targets` (H, W) each
+        (:func:`training_field`), or a list of such views of the field
+        (:func:`training_views`), whose pixels are drawn equally from each view.
     pixels_per_field : int
         Pixels drawn at random from each field (all when fewer), so that every field
-        counts alike whatever its size.
+        counts alike whatever its size and however many views it has.
     hidden, epochs, lr, seed : int, int, float, int
         Width of the two hidden layers; passes over the drawn pixels (batches of 4096,
         AdamW with weight decay 1e-4, one-cycle schedule peaking at ``lr``); seed of the
@@ -46,17 +56,22 @@ def fit_cell_map_model(
     Returns
     -------
     CellMapModel
+        Its ``meta`` records the fields' names, the seed, the pixels drawn per field and
+        in all, and the epochs.
     """
     if not fields:
         raise InputError("fit_cell_map_model: expected at least one field with reference cells")
     rng = np.random.default_rng(seed)
     xs, fgs, ds = [], [], []
-    for features, is_cell, distance in fields:
-        x = features.reshape(-1, features.shape[-1])
-        take = rng.choice(len(x), min(pixels_per_field, len(x)), replace=False)
-        xs.append(x[take])
-        fgs.append(is_cell.reshape(-1)[take])
-        ds.append(distance.reshape(-1)[take])
+    for entry in fields:
+        views = entry if isinstance(entry, list) else [entry]
+        for k, (features, is_cell, distance) in enumerate(views):
+            share = pixels_per_field // len(views) + (k < pixels_per_field % len(views))
+            x = features.reshape(-1, features.shape[-1])
+            take = rng.choice(len(x), min(share, len(x)), replace=False)
+            xs.append(x[take])
+            fgs.append(is_cell.reshape(-1)[take])
+            ds.append(distance.reshape(-1)[take])
     x_all = np.concatenate(xs).astype(np.float32)
     mean, std = x_all.mean(0), x_all.std(0) + 1e-6
     torch.manual_seed(seed)
@@ -91,13 +106,19 @@ def fit_cell_map_model(
             sched.step()
     linear = [m for m in net if isinstance(m, torch.nn.Linear)]
     layers = tuple((m.weight.detach().numpy().T.copy(), m.bias.detach().numpy().copy()) for m in linear)
-    meta = {"fields": list(names or []), "seed": seed, "pixels_per_field": pixels_per_field, "epochs": epochs}
+    meta = {
+        "fields": list(names or []),
+        "seed": seed,
+        "pixels_per_field": pixels_per_field,
+        "pixels": len(x_all),
+        "epochs": epochs,
+    }
     return CellMapModel(layers, mean.astype(np.float32), std.astype(np.float32), meta)
 
 
 def training_field(
-    image: np.ndarray, reference: np.ndarray, *, params: WatershedParams = WatershedParams()
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    image: np.ndarray, reference: np.ndarray, *, params: WatershedParams = WatershedParams(), zoom: float = 1.0
+) -> FieldData:
     """Features and targets of one RGBY field with reference cells, on the maps' grid
     (:func:`~hpaseg.segmentation.cellmaps.map_grid`, as at run time).
 
@@ -109,6 +130,10 @@ def training_field(
         Reference cells (HPA-Cell-Segmentation's, say).
     params : WatershedParams
         Working size and nucleus settings (the nuclei are the segmenter's own, as at run time).
+    zoom : float
+        The field as it would look if its cells and nuclei were ``zoom`` times their size
+        (the working image is resized by ``zoom`` while its nominal scale is kept): how
+        a cell line of larger (> 1) or smaller (< 1) cells would reach the segmenter.
 
     Returns
     -------
@@ -119,10 +144,39 @@ def training_field(
     image = check_rgby(image, "training_field")
     if reference.shape != image.shape[:2]:
         raise InputError(f"reference: expected shape {image.shape[:2]} like its image, got {reference.shape}")
+    if not (np.isfinite(zoom) and zoom > 0):
+        raise InputError(f"zoom {zoom}: expected a number > 0", param="zoom")
     resize, scale = working_scale(image.shape, params.working_size_px)
-    work = resize_image(image.astype(np.float32), scaled_shape(image.shape, resize))
+    work = resize_image(image.astype(np.float32), scaled_shape(image.shape, resize * zoom))
     nuclei = segment_nuclei(work[..., Channel.BLUE], scale=scale, params=params)
     small, small_scale, small_nuclei = map_grid(work, scale, nuclei)  # as predict_maps sees the field
     features = pixel_features(small, small_scale, small_nuclei)
     is_cell, distance = map_targets(resize_labels(np.asarray(reference), small.shape[:2]), small_scale)
     return features, is_cell, distance
+
+
+def training_views(
+    image: np.ndarray,
+    reference: np.ndarray,
+    zooms: Sequence[float] = (1.0,),
+    *,
+    params: WatershedParams = WatershedParams(),
+) -> FieldViews:
+    """:func:`training_field` of one field at each of ``zooms`` (cell sizes the field's own
+    cell line does not have), for :func:`fit_cell_map_model`.
+
+    Parameters
+    ----------
+    image, reference : ndarray
+        As :func:`training_field`.
+    zooms : sequence of float
+        Apparent cell-size factors, each > 0 (1: the field as it is).
+    params : WatershedParams
+
+    Returns
+    -------
+    list of (features, is_cell, distance)
+    """
+    if not zooms:
+        raise InputError("zooms: expected at least one zoom factor", param="zooms")
+    return [training_field(image, reference, params=params, zoom=float(z)) for z in zooms]

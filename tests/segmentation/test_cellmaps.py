@@ -18,7 +18,7 @@ from hpaseg.segmentation.cellmaps import (
     n_features,
     pixel_features,
 )
-from hpaseg.segmentation.fit_cellmaps import fit_cell_map_model, training_field
+from hpaseg.segmentation.fit_cellmaps import fit_cell_map_model, training_field, training_views
 from hpaseg.synth import image_rng, synth_image
 
 
@@ -53,6 +53,29 @@ def test_fitted_model_finds_the_cells_of_a_field_it_never_saw(small_model):
     assert accuracy > 0.85, accuracy
     inside = is_cell
     assert np.corrcoef(p_distance[inside], distance[inside])[0, 1] > 0.5
+
+
+def test_zoomed_views_show_the_field_with_larger_or_smaller_cells():
+    image, cells = _field(4)
+    plain = training_field(image, cells)
+    small, same, large = training_views(image, cells, (0.8, 1.0, 1.25))
+    for a, b in zip(same, plain):  # zoom 1 is the field as it is
+        np.testing.assert_array_equal(a, b)
+    # the cells are larger against the nominal scale at zoom 1.25: the distance to their edge
+    # (in units of a nominal cell radius) is larger, and smaller at zoom 0.8
+    depth = [float(d[fg].mean()) for _, fg, d in (small, same, large)]
+    assert depth[0] < depth[1] < depth[2], depth
+    with pytest.raises(InputError, match="zoom 0.0: expected a number > 0"):
+        training_field(image, cells, zoom=0.0)
+    with pytest.raises(InputError, match="zooms: expected at least one"):
+        training_views(image, cells, ())
+
+
+def test_a_field_with_several_views_counts_as_much_as_one_with_one():
+    views = training_views(*_field(5), (0.8, 1.0, 1.25))
+    one = training_field(*_field(6))
+    model = fit_cell_map_model([views, one], pixels_per_field=3001, epochs=1, hidden=8, seed=0)
+    assert model.meta["pixels"] == 2 * 3001  # 1001 + 1000 + 1000 from the views, 3001 from the other field
 
 
 def test_model_file_round_trip(small_model, tmp_path):

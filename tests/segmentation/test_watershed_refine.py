@@ -121,22 +121,28 @@ def test_bench_segreal_runs_on_small_fields_with_and_without_green(tmp_path, cap
         str(model),
         "--synthetic",
         "1",
+        "--zooms",
+        "0.8",
+        "1",
     ]
     assert segreal.main(argv + fast + ["--out-json", str(tmp_path / "s.json")]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert any("f2: no green file" in line for line in lines)
     assert any(line.startswith("check f2 (classical):") for line in lines)
     assert any(line.startswith("check f2 (learned, fitted on all fields):") for line in lines)
-    assert lines[-1].startswith("lofo_f1=") and "fields=2 settings=2 seeds=2 synthetic=1" in lines[-1]
+    assert lines[-1].startswith("lofo_f1=") and "fields=2 settings=2 seeds=2 synthetic=1 zooms=0.8,1" in lines[-1]
     result = io.read_json(tmp_path / "s.json")
     assert result["learned"]["synthetic"] == {"fields": 1, "seed": segreal.SYNTHETIC_SEED}
+    assert result["learned"]["zooms"] == [0.8, 1.0]
     # LOFO: each field scored by a model fitted without it; the saved model is the all-fields one
     assert set(result["learned"]["lofo"]["0"]) == {"f0", "f1"} and len(result["learned"]["pooled_f1_06"]["lofo"]) == 2
     fitted = load_cell_map_model(model).meta["fitted"]
     assert "'f0', 'f1', 'synthetic:synth_test_0000'" in fitted  # the real fields and the synthetic one
     assert segreal.main(argv[:1] + ["--synthetic", "-1"]) == 2
     assert "--synthetic: expected a count >= 0, got -1" in capsys.readouterr().err
+    assert segreal.main(argv[:1] + ["--zooms", "1", "0"]) == 2
+    assert "--zooms: expected factors > 0, got 1 0" in capsys.readouterr().err
     assert segreal.main([str(tmp_path / "a"), "--maps", "classical", "--grid", str(grid), "--quiet"]) == 0
-    assert capsys.readouterr().out.strip().splitlines()[-1].endswith("seeds=0 synthetic=0")
+    assert capsys.readouterr().out.strip().splitlines()[-1].endswith("seeds=0 synthetic=0 zooms=-")
     assert segreal.main([str(tmp_path / "a"), "--maps", "classical", "--save-model", str(model)]) == 2
     assert "--save-model: needs --maps learned" in capsys.readouterr().err
