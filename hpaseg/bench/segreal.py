@@ -48,7 +48,7 @@ from ..cli.base import ArgumentParser, add_quiet, cli_entry
 from ..errors import InputError
 from ..evaluation.segmentation import SegmentationScore, pool_scores, score_segmentation
 from ..segmentation import WatershedParams, segment_watershed
-from ..segmentation.fit_cellmaps import fit_cell_map_model, training_field, training_views
+from ..segmentation.fit_cellmaps import check_zooms, fit_cell_map_model, training_field, training_views
 from ..synth.compare import synthetic_fields
 from .common import plus_minus
 
@@ -266,7 +266,7 @@ def _learned(
     epochs: int,
     synthetic: int,
     synthetic_seed: int,
-    zooms: Sequence[float] = ZOOMS,
+    zooms: Sequence[float],
     save_model: str | None,
     quiet: bool,
 ) -> dict:
@@ -367,8 +367,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise InputError("--seeds, --epochs, --pixels-per-field: expected positive integers")
     if args.synthetic < 0:
         raise InputError(f"--synthetic: expected a count >= 0, got {args.synthetic}")
-    if not all(np.isfinite(z) and z > 0 for z in args.zooms):
-        raise InputError(f"--zooms: expected factors > 0, got {' '.join(f'{z:g}' for z in args.zooms)}")
+    zooms = check_zooms(args.zooms)
     if args.save_model and args.maps == "classical":
         raise InputError("--save-model: needs --maps learned or both (it writes the learned maps' model)")
     grid = io.read_json(args.grid) if args.grid else DEFAULT_GRID
@@ -394,7 +393,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             epochs=args.epochs,
             synthetic=args.synthetic,
             synthetic_seed=args.synthetic_seed,
-            zooms=tuple(args.zooms),
+            zooms=zooms,
             save_model=args.save_model,
             quiet=args.quiet,
         )
@@ -418,6 +417,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"default_f1={out['classical']['pooled_f1_06']['default']:.3f} "
         )
     synthetic = args.synthetic if "learned" in out else 0
-    zooms = ",".join(f"{z:g}" for z in args.zooms) if "learned" in out else "-"
-    print(f"{head}{fields} seeds={args.seeds if 'learned' in out else 0} synthetic={synthetic} zooms={zooms}")
+    zoomed = ",".join(f"{z:g}" for z in zooms) if "learned" in out else "-"
+    print(f"{head}{fields} seeds={args.seeds if 'learned' in out else 0} synthetic={synthetic} zooms={zoomed}")
     return 0

@@ -16,7 +16,7 @@ from .cellmaps import CellMapModel, map_grid, map_targets, pixel_features
 from .ops import scaled_shape
 from .watershed import WatershedParams, segment_nuclei, working_scale
 
-__all__ = ["FieldViews", "fit_cell_map_model", "training_field", "training_views"]
+__all__ = ["FieldData", "FieldViews", "check_zooms", "fit_cell_map_model", "training_field", "training_views"]
 
 #: One field's training data: its features and targets (:func:`training_field`).
 FieldData = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -177,6 +177,19 @@ def training_views(
     -------
     list of (features, is_cell, distance)
     """
+    return [training_field(image, reference, params=params, zoom=z) for z in check_zooms(zooms)]
+
+
+def check_zooms(zooms: Sequence[float]) -> tuple[float, ...]:
+    """The zoom factors of :func:`training_views` as floats, or an :class:`InputError`
+    naming ``zooms`` when there are none or one is not a number > 0.
+
+    >>> check_zooms([0.8, 1, 1.25])
+    (0.8, 1.0, 1.25)
+    """
+    zooms = tuple(float(z) for z in zooms)
     if not zooms:
         raise InputError("zooms: expected at least one zoom factor", param="zooms")
-    return [training_field(image, reference, params=params, zoom=float(z)) for z in zooms]
+    if not all(np.isfinite(z) and z > 0 for z in zooms):
+        raise InputError(f"zooms: expected factors > 0, got {' '.join(f'{z:g}' for z in zooms)}", param="zooms")
+    return zooms
